@@ -1,0 +1,5 @@
+"""Allows ``python -m naiad``."""
+
+from naiad.cli import main
+
+raise SystemExit(main())

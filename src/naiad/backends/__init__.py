@@ -1,0 +1,1 @@
+"""Backends: the code that runs a model, behind one small protocol (see ``base``)."""

@@ -1,0 +1,146 @@
+"""The backend protocol: what the core asks of any backend.
+
+A :class:`Backend` is chosen by the config's ``backend`` name through the registry. It
+may complete a partial config (``auto_complete_config``) and it creates one
+:class:`ModelInstance` per instance of the model's ``instance_group``. The core hands
+an instance a batch of validated requests and gets back, per request, a mapping of
+output name to array, or an error for that request alone.
+
+Native backends (ONNX Runtime, ...) release the GIL, so :class:`ThreadedInstance` runs
+them on a thread of their own: it gathers a batch into one array per input (one copy),
+runs the model, and splits the outputs back into per-request views (no copy).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from naiad.errors import NaiadError
+from naiad.inference import InferenceRequest
+
+# Per request: its outputs by name, or the error that failed that request alone.
+ExecuteResult = dict[str, np.ndarray] | NaiadError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContext:
+    """Where a model version lives and how it is configured (read-only for backends)."""
+
+    name: str
+    version: int
+    config: mc.ModelConfig
+    model_dir: Path
+
+    @property
+    def version_dir(self) -> Path:
+        return self.model_dir / str(self.version)
+
+    def model_file(self, default_filename: str) -> Path:
+        """The model file of this version: ``default_model_filename`` or the backend default."""
+        return self.version_dir / (self.config.default_model_filename or default_filename)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """One instance to create: its group, index and kind (``KIND_CPU``, ...)."""
+
+    group_name: str
+    index: int
+    kind: int
+    device_id: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.group_name}_{self.index}"
+
+
+class ModelInstance(abc.ABC):
+    """One running copy of a model version."""
+
+    @abc.abstractmethod
+    async def execute(
+        self, requests: Sequence[InferenceRequest], output_names: Sequence[str]
+    ) -> list[ExecuteResult]:
+        """Run a batch of validated requests; one result per request, in order.
+
+        ``output_names`` are the outputs to produce (the union of what the requests
+        asked for). Raising fails every request of the batch with that error.
+        """
+
+    def close(self) -> None:  # noqa: B027 - most instances need no cleanup
+        """Release what the instance holds; called once, after its last execute."""
+
+
+class Backend(abc.ABC):
+    """A kind of model runtime, selected by the config's ``backend`` name."""
+
+    name: str = ""
+
+    def auto_complete_config(
+        self, config: mc.ModelConfig, model_dir: Path, version_dirs: Sequence[Path]
+    ) -> None:
+        """Fill in what the config leaves out (inputs, outputs, ``max_batch_size``) in place.
+
+        Called only when auto-complete is enabled. The default completes nothing.
+        """
+        return None
+
+    @abc.abstractmethod
+    def create_instance(self, context: ModelContext, spec: InstanceSpec) -> ModelInstance:
+        """Load one instance (blocking; the core calls it off the event loop)."""
+
+
+class ThreadedInstance(ModelInstance):
+    """An instance whose blocking ``run`` executes on a thread of its own."""
+
+    def __init__(self, thread_name: str) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=thread_name
+        )
+
+    @abc.abstractmethod
+    def run(
+        self, inputs: dict[str, np.ndarray], output_names: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Run the model on whole-batch inputs and return the named outputs (blocking)."""
+
+    async def execute(
+        self, requests: Sequence[InferenceRequest], output_names: Sequence[str]
+    ) -> list[ExecuteResult]:
+        loop = asyncio.get_running_loop()
+        if len(requests) == 1:
+            inputs = {tensor.name: tensor.data for tensor in requests[0].inputs}
+            outputs = await loop.run_in_executor(self._executor, self.run, inputs, output_names)
+            return [outputs]
+        sizes = [request.inputs[0].shape[0] if request.inputs else 1 for request in requests]
+        batched = gather_batch(requests)
+        outputs = await loop.run_in_executor(self._executor, self.run, batched, output_names)
+        return scatter_batch(outputs, sizes)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def gather_batch(requests: Sequence[InferenceRequest]) -> dict[str, np.ndarray]:
+    """Concatenate each input across requests along the batch axis (one copy per input)."""
+    names = [tensor.name for tensor in requests[0].inputs]
+    per_name = [request.input_map() for request in requests]
+    return {name: np.concatenate([inputs[name].data for inputs in per_name]) for name in names}
+
+
+def scatter_batch(outputs: dict[str, np.ndarray], sizes: Sequence[int]) -> list[ExecuteResult]:
+    """Split whole-batch outputs back into per-request views along the batch axis."""
+    results: list[ExecuteResult] = []
+    start = 0
+    for size in sizes:
+        results.append({name: array[start : start + size] for name, array in outputs.items()})
+        start += size
+    return results

@@ -1,0 +1,1 @@
+"""Model configuration: parsing ``config.pbtxt``, normalization and JSON rendering."""

@@ -1,0 +1,1 @@
+"""The protocol-neutral core: model lookup, validation, scheduling and the service API."""

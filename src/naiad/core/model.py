@@ -1,0 +1,113 @@
+"""A loaded model version: its config, instances and scheduler, and how it answers a request."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from naiad.core.classification import classify, read_labels
+from naiad.core.model_io import ModelIO
+from naiad.core.scheduler import DefaultScheduler
+from naiad.core.validation import validate_request
+from naiad.errors import ErrorCode, InternalError, NaiadError
+from naiad.inference import InferenceRequest, InferenceResponse, InferOutput, RequestedOutput
+from naiad.tensors import DataType, coerce_output
+
+
+class ModelState(enum.Enum):
+    """Triton's model states, as the repository index reports them."""
+
+    UNKNOWN = "UNKNOWN"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    UNLOADING = "UNLOADING"
+
+
+# Triton's Status::CodeString, used in load-failure reasons ("Invalid argument: ...").
+CODE_STRINGS = {
+    ErrorCode.UNKNOWN: "Unknown",
+    ErrorCode.INTERNAL: "Internal",
+    ErrorCode.NOT_FOUND: "Not found",
+    ErrorCode.INVALID_ARG: "Invalid argument",
+    ErrorCode.UNAVAILABLE: "Unavailable",
+    ErrorCode.UNSUPPORTED: "Unsupported",
+    ErrorCode.ALREADY_EXISTS: "Already exists",
+    ErrorCode.CANCELLED: "Cancelled",
+}
+
+
+def failure_reason(error: NaiadError) -> str:
+    return f"{CODE_STRINGS[error.code]}: {error.message}"
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One version of a model; READY versions answer requests."""
+
+    name: str
+    version: int
+    config: mc.ModelConfig
+    model_dir: Path
+    state: ModelState = ModelState.LOADING
+    reason: str = ""
+    scheduler: DefaultScheduler | None = None
+    io: ModelIO = field(init=False)
+    labels: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.io = ModelIO.from_config(self.config)
+        self.labels = {
+            spec.name: read_labels(self.model_dir / spec.label_filename)
+            for spec in self.io.outputs.values()
+            if spec.label_filename
+        }
+        self._all_outputs = [RequestedOutput(name) for name in self.io.outputs]
+
+    @property
+    def version_str(self) -> str:
+        return str(self.version)
+
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        validate_request(request, self.io, self.name)
+        requested: Sequence[RequestedOutput] = (
+            request.outputs if request.outputs is not None else self._all_outputs
+        )
+        names = [output.name for output in requested]
+        assert self.scheduler is not None
+        result = await self.scheduler.execute(request, names)
+        if isinstance(result, NaiadError):
+            raise result
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self.version_str,
+            id=request.id,
+            outputs=[self._output(output, result) for output in requested],
+        )
+
+    def _output(self, requested: RequestedOutput, result: dict[str, np.ndarray]) -> InferOutput:
+        spec = self.io.outputs[requested.name]
+        array = result.get(requested.name)
+        if array is None:
+            raise InternalError(f"model '{self.name}' did not produce output '{requested.name}'")
+        array = coerce_output(spec.datatype, np.asarray(array))
+        if requested.classification > 0:
+            array = classify(
+                array,
+                spec.datatype,
+                requested.classification,
+                self.io.max_batch_size > 0,
+                self.labels.get(spec.name, []),
+            )
+            return InferOutput(spec.name, DataType.BYTES, tuple(array.shape), array, requested)
+        return InferOutput(spec.name, spec.datatype, tuple(array.shape), array, requested)
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None

@@ -1,0 +1,1 @@
+"""The bundled example model repository, generated on first use (no binaries in the package)."""

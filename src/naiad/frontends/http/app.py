@@ -1,0 +1,311 @@
+"""The HTTP/REST frontend as a plain ASGI application (served by uvicorn with httptools).
+
+Routes are Triton's (``server/src/http_server.cc``), matched on the path before the
+query string. Each handler only translates between HTTP and the core service; every
+error becomes ``{"error": "..."}`` with Triton's status for its kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from naiad.config.model_config import config_to_json_dict
+from naiad.core.service import InferenceService
+from naiad.errors import NaiadError, NotFoundError, UnsupportedError
+from naiad.frontends.http.body import (
+    UnsupportedEncodingError,
+    choose_response_encoding,
+    compress,
+    decompress,
+    read_body,
+)
+from naiad.frontends.http.codec import (
+    decode_infer_request,
+    decode_raw_request,
+    encode_infer_response,
+)
+from naiad.frontends.http.errors import http_status
+
+logger = logging.getLogger("naiad.http")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_MODEL_ROUTE = re.compile(
+    r"^/v2/models/([^/]+)(?:/versions/([0-9]+))?"
+    r"(?:/(infer|generate|generate_stream|ready|config|stats|trace/setting))?$"
+)
+_REPOSITORY_ROUTE = re.compile(
+    r"^/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(load|unload))$"
+)
+_SHM_ROUTE = re.compile(
+    r"^/v2/(system|cuda)sharedmemory(?:/region/([^/]+))?/(status|register|unregister)$"
+)
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    max_input_size_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 100
+
+
+class HttpError(Exception):
+    """A transport-level refusal (404/405) that has no core error kind."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        status: int = 200,
+        body: list[bytes | memoryview] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body or []
+        self.headers = headers or []
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, [orjson.dumps(value)], [_JSON])
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class HttpApp:
+    def __init__(self, service: InferenceService, settings: HttpSettings) -> None:
+        self.service = service
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            response = await self._dispatch(scope, receive)
+        except NaiadError as exc:
+            response = json_response({"error": exc.message}, http_status(exc.code))
+            if isinstance(exc, UnsupportedEncodingError):
+                response.headers.append((b"accept-encoding", b"gzip, deflate"))
+        except HttpError as exc:
+            response = json_response({"error": exc.message}, exc.status)
+        except Exception as exc:  # never let one bad request take the connection down silently
+            logger.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            response = json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        await self._send(send, response)
+
+    async def _send(self, send: Send, response: Response) -> None:
+        length = sum(len(part) for part in response.body)
+        headers = [*response.headers, (b"content-length", str(length).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        parts = response.body
+        if len(parts) <= 1 or length < 65536:
+            body = parts[0] if len(parts) == 1 else b"".join(parts)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": bytes(body) if isinstance(body, memoryview) else body,
+                }
+            )
+            return
+        for index, part in enumerate(parts):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": bytes(part),
+                    "more_body": index < len(parts) - 1,
+                }
+            )
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        match = _MODEL_ROUTE.match(path)
+        if match:
+            name, version, action = match.group(1), match.group(2) or "", match.group(3)
+            if action == "infer":
+                _require(method, "POST")
+                return await self._infer(scope, receive, name, version)
+            if action is None:
+                _require(method, "GET")
+                return self._model_metadata(name, version)
+            if action == "ready":
+                _require(method, "GET")
+                if self.service.model_ready(name, version):
+                    return Response(200)
+                return json_response({"error": "Model version not ready"}, 400)
+            if action == "config":
+                _require(method, "GET")
+                config = self.service.model_config(name, version)
+                return json_response(config_to_json_dict(config))
+            if action == "stats":
+                _require(method, "GET")
+                raise UnsupportedError("the statistics extension is not available on this server")
+            if action == "trace/setting":
+                _require(method, "GET", "POST")
+                raise UnsupportedError("the trace extension is not available on this server")
+            _require(method, "POST")
+            raise UnsupportedError(
+                f"the generate extension ('{action}') is not available on this server"
+            )
+        if path == "/v2":
+            _require(method, "GET")
+            meta = self.service.server_metadata()
+            return json_response(
+                {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+            )
+        if path in ("/v2/health/live", "/v2/health/ready"):
+            _require(method, "GET")
+            ok = (
+                self.service.server_live() if path.endswith("live") else self.service.server_ready()
+            )
+            return Response(200 if ok else 400)
+        if path == "/v2/models/stats":
+            _require(method, "GET")
+            raise UnsupportedError("the statistics extension is not available on this server")
+        match = _REPOSITORY_ROUTE.match(path)
+        if match:
+            _require(method, "POST")
+            return await self._repository(scope, receive, match)
+        match = _SHM_ROUTE.match(path)
+        if match:
+            return self._shared_memory(method, match.group(3))
+        if path in ("/v2/logging", "/v2/trace/setting"):
+            _require(method, "GET", "POST")
+            raise UnsupportedError(f"'{path}' is not available on this server")
+        raise HttpError(404, "Not Found")
+
+    # -- handlers -----------------------------------------------------------------
+
+    def _model_metadata(self, name: str, version: str) -> Response:
+        meta = self.service.model_metadata(name, version)
+        return json_response(
+            {
+                "name": meta.name,
+                "versions": meta.versions,
+                "platform": meta.platform,
+                "inputs": [
+                    {"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in meta.inputs
+                ],
+                "outputs": [
+                    {"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in meta.outputs
+                ],
+            }
+        )
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_input_size_bytes
+        length_header = _header(scope, b"content-length")
+        content_length = int(length_header) if length_header and length_header.isdigit() else None
+        body = await read_body(receive, content_length, limit)
+        encoding = _header(scope, b"content-encoding")
+        return decompress(body, encoding, limit) if encoding else body
+
+    async def _infer(self, scope: Scope, receive: Receive, name: str, version: str) -> Response:
+        # Triton looks the model up before reading the body: unknown models fail first.
+        self.service.manager.get(name, version)
+        body = await self._read(scope, receive)
+        header_value = _header(scope, b"inference-header-content-length")
+        header_length: int | None = None
+        if header_value is not None:
+            try:
+                header_length = int(header_value.strip())
+            except ValueError:
+                header_length = 0  # Triton reads it with atoi: junk means 0, a raw body
+            if header_length < 0:
+                raise _header_range_error(len(body), header_value)
+        if header_length == 0:
+            request = decode_raw_request(
+                name, version, body, self.service.model_metadata(name, version)
+            )
+            binary_default = True
+        else:
+            request, binary_default = decode_infer_request(
+                name, version, body, header_length, self.settings.max_json_depth
+            )
+        response = await self.service.infer(request)
+        parts, json_length = encode_infer_response(response, binary_default)
+        headers: list[tuple[bytes, bytes]] = []
+        if json_length is None:
+            headers.append(_JSON)
+        else:
+            headers.append((b"content-type", b"application/octet-stream"))
+            headers.append((b"inference-header-content-length", str(json_length).encode()))
+        accept = _header(scope, b"accept-encoding")
+        encoding = choose_response_encoding(accept) if accept else ""
+        if encoding:
+            parts = [compress(parts, encoding)]
+            headers.append((b"content-encoding", encoding.encode()))
+        return Response(200, parts, headers)
+
+    async def _repository(self, scope: Scope, receive: Receive, match: re.Match[str]) -> Response:
+        if match.group(1) is not None:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        body = await self._read(scope, receive)
+        if match.group(2) == "index":
+            ready_only = False
+            if body.strip():
+                from naiad.frontends.http.codec import parse_json
+
+                doc = parse_json(body, self.settings.max_json_depth)
+                ready_only = bool(doc.get("ready", False))
+            entries = []
+            for entry in self.service.repository_index(ready_only):
+                item: dict[str, str] = {"name": entry.name}
+                if entry.version:
+                    item["version"] = entry.version
+                item["state"] = entry.state
+                if entry.reason:
+                    item["reason"] = entry.reason
+                entries.append(item)
+            return json_response(entries)
+        raise UnsupportedError(
+            "explicit model load / unload is not allowed in model control mode 'none'"
+        )
+
+    def _shared_memory(self, method: str, action: str) -> Response:
+        if action == "status":
+            _require(method, "GET")
+            return json_response([])
+        _require(method, "POST")
+        if action == "unregister":
+            return Response(200)  # nothing is registered; clients unregister first
+        raise UnsupportedError("shared memory registration is not enabled on this server")
+
+
+def _require(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise HttpError(405, "Method Not Allowed")
+
+
+def _header_range_error(body_length: int, value: str) -> NaiadError:
+    from naiad.errors import InvalidArgumentError
+
+    return InvalidArgumentError(
+        f"inference header size should be in range (0, {body_length}), got: {value}"
+    )
+
+
+def build_http_app(service: InferenceService, settings: HttpSettings) -> HttpApp:
+    return HttpApp(service, settings)
+
+
+__all__ = ["HttpApp", "HttpSettings", "NotFoundError", "build_http_app"]

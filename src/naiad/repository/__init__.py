@@ -1,0 +1,1 @@
+"""Model repositories on disk: finding models and their version directories."""

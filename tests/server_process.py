@@ -1,0 +1,115 @@
+"""Start a real ``naiad serve`` process on loopback with ephemeral ports, for e2e tests.
+
+The ports are read from the server's own start-up log lines (``Started HTTPService at
+127.0.0.1:PORT``), so tests never guess at free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+_STARTED = re.compile(r"Started (HTTPService|GRPCInferenceService) at (?:\[[^\]]+\]|[^:]+):(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, repositories: list[Path], *extra_args: str) -> None:
+        self.args = [
+            sys.executable, "-m", "naiad", "serve",
+            *[f"--model-repository={r}" for r in repositories],
+            "--http-port=0", "--grpc-port=0", "--allow-metrics=false",
+            *extra_args,
+        ]
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def start(self, timeout_s: float = 60.0, wait_ready: bool = True) -> ServerProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if wait_ready:
+            self.wait_started(timeout_s)
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            match = _STARTED.search(line)
+            if match:
+                port = int(match.group(2))
+                if match.group(1) == "HTTPService":
+                    self.http_port = port
+                else:
+                    self.grpc_port = port
+
+    def wait_started(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log}")
+            if self.http_port and self.grpc_port and self._live():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"server did not start in {timeout_s}s:\n{self.log}")
+
+    def _live(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/live", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_exit(self, timeout_s: float = 60.0) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout_s)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return code
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
