@@ -8,7 +8,11 @@ from naiad.examples import onnx_models
 
 
 def write_model(
-    repository: Path, name: str, config: str | None, model: bytes | None, version: int = 1,
+    repository: Path,
+    name: str,
+    config: str | None,
+    model: bytes | None,
+    version: int = 1,
     filename: str = "model.onnx",
 ) -> Path:
     model_dir = repository / name
@@ -56,16 +60,21 @@ def build_standard_repository(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     write_model(root, "simple", simple_config("simple", "INT32"), onnx_models.add_sub("INT32"))
     write_model(
-        root, "simple_string", simple_config("simple_string", "BYTES"),
+        root,
+        "simple_string",
+        simple_config("simple_string", "BYTES"),
         onnx_models.add_sub("BYTES"),
     )
     for datatype in IDENTITY_TYPES:
         name = f"identity_{datatype.lower()}"
-        write_model(root, name, identity_config(name, datatype), onnx_models.identity(datatype, [-1]))
+        write_model(
+            root, name, identity_config(name, datatype), onnx_models.identity(datatype, [-1])
+        )
     # No config.pbtxt: inputs, outputs and max_batch_size come from auto-complete.
     write_model(root, "mlp_autocomplete", None, onnx_models.mlp((8, 16, 4)))
     classifier = write_model(
-        root, "classifier",
+        root,
+        "classifier",
         """
 name: "classifier"
 backend: "onnxruntime"
@@ -78,7 +87,9 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "lab
     (classifier / "labels.txt").write_text("cat\ndog\nbird\nfish\nfrog\n")
     # Non-batching model: full shapes are the config dims.
     write_model(
-        root, "simple_nobatch", simple_config("simple_nobatch", "INT32", max_batch_size=0),
+        root,
+        "simple_nobatch",
+        simple_config("simple_nobatch", "INT32", max_batch_size=0),
         onnx_models.add_sub("INT32", batch=False),
     )
     return root

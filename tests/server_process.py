@@ -22,9 +22,14 @@ _STARTED = re.compile(r"Started (HTTPService|GRPCInferenceService) at (?:\[[^\]]
 class ServerProcess:
     def __init__(self, repositories: list[Path], *extra_args: str) -> None:
         self.args = [
-            sys.executable, "-m", "naiad", "serve",
+            sys.executable,
+            "-m",
+            "naiad",
+            "serve",
             *[f"--model-repository={r}" for r in repositories],
-            "--http-port=0", "--grpc-port=0", "--allow-metrics=false",
+            "--http-port=0",
+            "--grpc-port=0",
+            "--allow-metrics=false",
             *extra_args,
         ]
         self.process: subprocess.Popen[str] | None = None
@@ -90,23 +95,30 @@ class ServerProcess:
     def wait_exit(self, timeout_s: float = 60.0) -> int:
         assert self.process is not None
         code = self.process.wait(timeout=timeout_s)
+        self._close_pipe()
+        return code
+
+    def _close_pipe(self) -> None:
         if self._reader is not None:
             self._reader.join(timeout=5)
-        return code
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close_pipe()
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -239,6 +239,14 @@ def array_from_json(datatype: DataType, shape: Sequence[int], data: Any) -> np.n
         raise InvalidArgumentError("'data' is not a regular array of numbers") from None
     if parsed.size == 0:
         parsed = parsed.astype(dtype)
+    elif dtype.kind in "iu" and parsed.dtype.kind in "fO" and _all_ints(data):
+        # Integers beyond int64 (UINT64) make numpy infer float64 or object; parse exactly.
+        try:
+            parsed = np.asarray(data, dtype=dtype)
+        except (OverflowError, ValueError):
+            raise InvalidArgumentError(
+                f"'data' holds values out of range for {datatype.value}"
+            ) from None
     elif parsed.dtype.kind not in _JSON_KINDS[dtype.kind]:
         raise InvalidArgumentError(
             f"'data' holds {_json_kind_name(parsed.dtype.kind)} values, "
@@ -254,6 +262,17 @@ def array_from_json(datatype: DataType, shape: Sequence[int], data: Any) -> np.n
         raise InvalidArgumentError(
             f"'data' holds values out of range for {datatype.value}"
         ) from None
+
+
+def _all_ints(data: list[Any]) -> bool:
+    stack = [data]
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, list):
+                stack.append(item)
+            elif type(item) is not int:
+                return False
+    return True
 
 
 def _json_kind_name(kind: str) -> str:
