@@ -8,9 +8,8 @@ every error names the file (or model) and the field.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format, text_format
