@@ -113,3 +113,26 @@ def mlp(sizes: tuple[int, ...] = (256, 1024, 1024, 10), seed: int = 0) -> bytes:
         initializer=initializers,
     )
     return _model(graph)
+
+
+def slow_matmul(width: int = 1024, layers: int = 8, seed: int = 0) -> bytes:
+    """``OUTPUT0 = INPUT0 @ W^layers`` on FP32 ``[-1, width]``: slow enough for drain tests.
+
+    The cost grows with the rows a request sends, so a test picks how long a request takes.
+    """
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    nodes = []
+    current = "INPUT0"
+    for index in range(layers):
+        out = "OUTPUT0" if index == layers - 1 else f"h{index}"
+        nodes.append(helper.make_node("MatMul", [current, "w"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "slow_matmul",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["rows", width])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["rows", width])],
+        initializer=[numpy_helper.from_array(weight, "w")],
+    )
+    return _model(graph)
