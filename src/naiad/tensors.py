@@ -256,6 +256,10 @@ def array_from_json(datatype: DataType, shape: Sequence[int], data: Any) -> np.n
         raise InvalidArgumentError(
             f"unexpected number of elements {parsed.size}, expecting {count}"
         )
+    if dtype.kind in "iu" and parsed.dtype != dtype and parsed.size:
+        limits = np.iinfo(dtype)
+        if parsed.min() < limits.min or parsed.max() > limits.max:
+            raise InvalidArgumentError(f"'data' holds values out of range for {datatype.value}")
     try:
         return parsed.astype(dtype, copy=False).reshape(tuple(shape))
     except OverflowError:
