@@ -118,10 +118,10 @@ class ModelManager:
 
     def get(self, name: str, version: str = "") -> ModelVersion:
         """The version that serves a request, or Triton's error for why there is none."""
+        number = parse_version(version)  # Triton checks the version string first
         record = self._records.get(name)
         if record is None:
             raise NotFoundError(f"Request for unknown model: '{name}' is not found")
-        number = parse_version(version)
         if number is None:
             ready = record.ready_versions()
             if not ready:

@@ -1,0 +1,240 @@
+"""Triton's ``inference.GRPCInferenceService`` and ``grpc.health.v1.Health`` on ``grpc.aio``.
+
+The servicers only translate: each RPC calls :class:`InferenceService` and turns the
+result, or the :class:`NaiadError` raised, into the protobuf reply or a gRPC status.
+RPCs Naiad does not serve answer UNIMPLEMENTED with a message, except the shared memory
+status/unregister calls that clients make before anything else (they succeed, empty).
+The handlers are registered like ``add_GRPCInferenceServiceServicer_to_server`` does,
+except that ModelInfer uses the zero-copy (de)serializers of :mod:`.wire`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from naiad.core.service import InferenceService
+from naiad.errors import NotFoundError, UnsupportedError
+from naiad.frontends.grpc.codec import decode_infer_request, encode_infer_response
+from naiad.frontends.grpc.errors import abort_with, reporting_errors
+from naiad.frontends.grpc.wire import (
+    InferRequestMessage,
+    InferResponseMessage,
+    parse_infer_request,
+    serialize_infer_response,
+)
+
+
+def _unsupported(rpc: str, reason: str) -> Any:
+    """A servicer method that answers UNIMPLEMENTED for an RPC Naiad does not serve."""
+
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> None:
+        await abort_with(context, UnsupportedError(f"{rpc} is not supported by Naiad: {reason}"))
+
+    handler.__name__ = rpc
+    return handler
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """``inference.GRPCInferenceService`` over an :class:`InferenceService`."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self._service = service
+
+    # -- health and metadata ---------------------------------------------------------
+
+    @reporting_errors
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self._service.server_live())
+
+    @reporting_errors
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._service.server_ready())
+
+    @reporting_errors
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        # An unknown model is "not ready", not an error (as Triton answers).
+        return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
+
+    @reporting_errors
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        metadata = self._service.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=metadata.name, version=metadata.version, extensions=metadata.extensions
+        )
+
+    @reporting_errors
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        metadata = self._service.model_metadata(request.name, request.version)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=metadata.name,
+            versions=metadata.versions,
+            platform=metadata.platform,
+            inputs=[
+                tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs
+            ],
+            outputs=[
+                tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.outputs
+            ],
+        )
+
+    @reporting_errors
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        # The constructor copies the config, so the model's own message is never shared.
+        return pb.ModelConfigResponse(
+            config=self._service.model_config(request.name, request.version)
+        )
+
+    # -- inference -------------------------------------------------------------------
+
+    @reporting_errors
+    async def ModelInfer(
+        self, request: InferRequestMessage, context: grpc.aio.ServicerContext
+    ) -> InferResponseMessage:
+        # Registered with the zero-copy (de)serializers of ``wire``, not protobuf's.
+        message = request.message
+        # Triton resolves the model before it reads any tensor, so an unknown model or
+        # version is reported as such even when the tensors are malformed too.
+        self._service.model_config(message.model_name, message.model_version)
+        decoded = decode_infer_request(message, request.raw_input_contents)
+        return encode_infer_response(await self._service.infer(decoded))
+
+    ModelStreamInfer = _unsupported(
+        "ModelStreamInfer", "streaming inference needs decoupled models; use ModelInfer"
+    )
+    ModelStatistics = _unsupported("ModelStatistics", "statistics are not collected")
+    RepositoryIndex = _unsupported(
+        "RepositoryIndex", "the model repository extension is not available"
+    )
+    RepositoryModelLoad = _unsupported(
+        "RepositoryModelLoad", "models are loaded at start-up only (no model control)"
+    )
+    RepositoryModelUnload = _unsupported(
+        "RepositoryModelUnload", "models are loaded at start-up only (no model control)"
+    )
+    SystemSharedMemoryRegister = _unsupported(
+        "SystemSharedMemoryRegister", "shared memory is not available; send tensors in requests"
+    )
+    CudaSharedMemoryRegister = _unsupported(
+        "CudaSharedMemoryRegister", "CUDA shared memory is not available; send tensors in requests"
+    )
+    TraceSetting = _unsupported("TraceSetting", "tracing is not available")
+    LogSettings = _unsupported("LogSettings", "log settings cannot be changed at run time")
+
+    # -- shared memory: nothing is ever registered -----------------------------------
+    # Clients (and Triton's examples) unregister everything and query the status before
+    # they start; those calls succeed so that such clients keep working.
+
+    @reporting_errors
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        if request.name:
+            raise NotFoundError(f"Unable to find system shared memory region: '{request.name}'")
+        return pb.SystemSharedMemoryStatusResponse()
+
+    @reporting_errors
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @reporting_errors
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        if request.name:
+            raise NotFoundError(f"Unable to find cuda shared memory region: '{request.name}'")
+        return pb.CudaSharedMemoryStatusResponse()
+
+    @reporting_errors
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        return pb.CudaSharedMemoryUnregisterResponse()
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """``grpc.health.v1.Health``: SERVING exactly when the server is ready.
+
+    Like Triton, the answer is for the whole server whatever service name is asked.
+    """
+
+    def __init__(self, service: InferenceService) -> None:
+        self._service = service
+
+    @reporting_errors
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._service.server_ready()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return health_pb2.HealthCheckResponse(status=status)
+
+    Watch = _unsupported("Watch", "poll grpc.health.v1.Health/Check instead")
+
+
+_SERVICE_NAME = "inference.GRPCInferenceService"
+_HANDLER_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _inference_handlers(servicer: InferenceServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """What ``add_GRPCInferenceServiceServicer_to_server`` registers, but ModelInfer
+    (de)serializes with :mod:`wire` so tensor bytes skip protobuf's copies.
+
+    Built from the service descriptor, so every RPC of the proto gets a handler.
+    """
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(
+        servicer.ModelInfer,
+        request_deserializer=parse_infer_request,
+        response_serializer=serialize_infer_response,
+    )
+    return handlers
+
+
+def add_grpc_services(server: grpc.aio.Server, service: InferenceService) -> None:
+    """Register the inference and health services on ``server`` (before it starts)."""
+    handlers = _inference_handlers(InferenceServicer(service))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_SERVICE_NAME, handlers),)
+    )
+    # Registered methods are matched by gRPC's core, before the generic lookup (as the
+    # generated code does; older grpcio has only the generic path).
+    if hasattr(server, "add_registered_method_handlers"):
+        server.add_registered_method_handlers(_SERVICE_NAME, handlers)
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service), server)
