@@ -11,7 +11,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from naiad import __version__
 from naiad.config.settings import (
@@ -161,12 +163,12 @@ async def _serve(settings: ServerSettings) -> int:
     return 0
 
 
-def _run(coro_factory: object) -> int:
+def _run(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(coro_factory)  # type: ignore[arg-type]
-    return uvloop.run(coro_factory)  # type: ignore[arg-type,no-any-return]
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,8 +172,7 @@ def decode_infer_request(
             )
         if has_shm:
             raise InvalidArgumentError(
-                "shared memory inputs are not enabled on this server (input "
-                f"'{name}' names region '{input_params['shared_memory_region']}')"
+                f"shared memory inputs are not enabled on this server (input '{name}')"
             )
         if binary_size is not None:
             if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
