@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,18 +63,43 @@ class InstanceSpec:
         return f"{self.group_name}_{self.index}"
 
 
+@dataclass(slots=True)
+class ExecutionTimes:
+    """Monotonic nanosecond stamps of one execution, for Triton's compute statistics.
+
+    An instance that can tell input preparation, inference and output handling apart
+    fills all four; the scheduler fills whatever is left at 0 from its own clock.
+    """
+
+    compute_start_ns: int = 0
+    compute_input_end_ns: int = 0
+    compute_output_start_ns: int = 0
+    compute_end_ns: int = 0
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()
+
+
 class ModelInstance(abc.ABC):
     """One running copy of a model version."""
 
     @abc.abstractmethod
     async def execute(
-        self, requests: Sequence[InferenceRequest], output_names: Sequence[str]
+        self,
+        requests: Sequence[InferenceRequest],
+        output_names: Sequence[str],
+        times: ExecutionTimes,
     ) -> list[ExecuteResult]:
         """Run a batch of validated requests; one result per request, in order.
 
         ``output_names`` are the outputs to produce (the union of what the requests
         asked for). Raising fails every request of the batch with that error.
         """
+
+    def is_ready(self) -> bool:
+        """False while the instance cannot serve (for example while it restarts)."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - most instances need no cleanup
         """Release what the instance holds; called once, after its last execute."""
@@ -113,17 +139,26 @@ class ThreadedInstance(ModelInstance):
         """Run the model on whole-batch inputs and return the named outputs (blocking)."""
 
     async def execute(
-        self, requests: Sequence[InferenceRequest], output_names: Sequence[str]
+        self,
+        requests: Sequence[InferenceRequest],
+        output_names: Sequence[str],
+        times: ExecutionTimes,
     ) -> list[ExecuteResult]:
         loop = asyncio.get_running_loop()
+        times.compute_start_ns = now_ns()
         if len(requests) == 1:
             inputs = {tensor.name: tensor.data for tensor in requests[0].inputs}
-            outputs = await loop.run_in_executor(self._executor, self.run, inputs, output_names)
-            return [outputs]
-        sizes = [request.inputs[0].shape[0] if request.inputs else 1 for request in requests]
-        batched = gather_batch(requests)
-        outputs = await loop.run_in_executor(self._executor, self.run, batched, output_names)
-        return scatter_batch(outputs, sizes)
+        else:
+            sizes = [request.inputs[0].shape[0] if request.inputs else 1 for request in requests]
+            inputs = gather_batch(requests)
+        times.compute_input_end_ns = now_ns()
+        outputs = await loop.run_in_executor(self._executor, self.run, inputs, output_names)
+        times.compute_output_start_ns = now_ns()
+        results: list[ExecuteResult] = (
+            [outputs] if len(requests) == 1 else scatter_batch(outputs, sizes)
+        )
+        times.compute_end_ns = now_ns()
+        return results
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -142,10 +142,9 @@ class ModelManager:
 
     def is_ready(self, name: str, version: str = "") -> bool:
         try:
-            self.get(name, version)
+            return self.get(name, version).is_ready()
         except NaiadError:
             return False
-        return True
 
     def all_ready(self) -> bool:
         """Strict readiness: every model, and every version it selected, is READY."""

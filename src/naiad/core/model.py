@@ -69,6 +69,12 @@ class ModelVersion:
         }
         self._all_outputs = [RequestedOutput(name) for name in self.io.outputs]
 
+    def is_ready(self) -> bool:
+        """READY and every instance able to serve (an instance may be restarting)."""
+        if self.state is not ModelState.READY or self.scheduler is None:
+            return False
+        return all(instance.is_ready() for instance in self.scheduler.instances)
+
     @property
     def version_str(self) -> str:
         return str(self.version)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from naiad.backends.base import ExecuteResult, ModelInstance
+from naiad.backends.base import ExecuteResult, ExecutionTimes, ModelInstance
 from naiad.inference import InferenceRequest
 
 
@@ -17,6 +17,10 @@ class DefaultScheduler:
     def __init__(self, instances: Sequence[ModelInstance]) -> None:
         self._instances = list(instances)
         self._idle: asyncio.Queue[ModelInstance] | None = None
+
+    @property
+    def instances(self) -> list[ModelInstance]:
+        return self._instances
 
     def _queue(self) -> asyncio.Queue[ModelInstance]:
         # Created lazily so it binds to the running loop, not to whichever built us.
@@ -32,7 +36,7 @@ class DefaultScheduler:
         idle = self._queue()
         instance = await idle.get()
         try:
-            (result,) = await instance.execute([request], output_names)
+            (result,) = await instance.execute([request], output_names, ExecutionTimes())
         finally:
             idle.put_nowait(instance)
         return result
