@@ -39,6 +39,14 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def parse_resource(text: str) -> tuple[str, int]:
+    """``name:count[:device]``; devices are accepted and pooled, as on a CPU-only host."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME:COUNT[:DEVICE], got '{text}'")
+    return parts[0], int(parts[1])
+
+
 def _bool_flag(parser: argparse.ArgumentParser, flag: str, default: bool, help_text: str) -> None:
     parser.add_argument(
         flag,
@@ -112,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not complete model configs from the model files",
     )
     serve.add_argument("--model-load-thread-count", type=int, default=4, metavar="N")
+    serve.add_argument(
+        "--rate-limit",
+        choices=("off", "execution_count"),
+        default="off",
+        help="execution_count: instances run only while holding their rate-limiter resources",
+    )
+    serve.add_argument(
+        "--rate-limit-resource",
+        action="append",
+        type=parse_resource,
+        default=[],
+        metavar="NAME:COUNT[:DEVICE]",
+        help="count of a rate-limiter resource (repeatable)",
+    )
 
     example = commands.add_parser(
         "example-repository", help="write the bundled example model repository to a directory"
@@ -141,6 +163,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         log_verbose=args.log_verbose,
         auto_complete_config=not args.disable_auto_complete_config,
         model_load_thread_count=args.model_load_thread_count,
+        rate_limit=args.rate_limit,
+        rate_limit_resources=dict(args.rate_limit_resource),
     )
 
 

@@ -20,6 +20,7 @@ from naiad.backends.registry import BackendRegistry
 from naiad.config.settings import ServerSettings
 from naiad.core.loader import LoaderSettings, ModelLoader
 from naiad.core.manager import ModelManager
+from naiad.core.scheduling.rate_limiter import RateLimiter
 from naiad.core.service import InferenceService
 
 logger = logging.getLogger("naiad.server")
@@ -44,9 +45,17 @@ def _format_endpoint(host: str, port: int) -> str:
 class NaiadServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self.rate_limiter = (
+            RateLimiter(settings.rate_limit_resources)
+            if settings.rate_limit == "execution_count"
+            else None
+        )
         loader = ModelLoader(
             BackendRegistry(),
-            LoaderSettings(auto_complete_config=settings.auto_complete_config),
+            LoaderSettings(
+                auto_complete_config=settings.auto_complete_config,
+                rate_limiter=self.rate_limiter,
+            ),
         )
         self.manager = ModelManager(
             list(settings.model_repositories), loader, settings.model_load_thread_count

@@ -455,7 +455,6 @@ def test_shared_memory_queries_succeed(client: grpcclient.InferenceServerClient)
 @pytest.mark.parametrize(
     "call",
     [
-        lambda c: c.get_inference_statistics("simple"),
         lambda c: c.get_model_repository_index(),
         lambda c: c.load_model("simple"),
         lambda c: c.unload_model("simple"),

@@ -73,6 +73,8 @@ def test_health_and_server_metadata(client: httpclient.InferenceServerClient) ->
         "model_configuration",
         "binary_tensor_data",
         "parameters",
+        "statistics",
+        "schedule_policy",
     }
 
 

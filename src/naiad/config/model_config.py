@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
 from naiad.errors import ModelConfigError
@@ -192,12 +193,17 @@ def config_to_json_dict(config: mc.ModelConfig) -> dict[str, object]:
     Snake_case names, every scalar and repeated field printed (defaults included),
     enums as strings, and 64-bit integers as JSON numbers rather than strings.
     """
+    return message_to_json_dict(config)
+
+
+def message_to_json_dict(message: Message) -> dict[str, object]:
+    """Any of Triton's protobuf messages as Triton's HTTP frontend writes it (see above)."""
     rendered = json_format.MessageToDict(
-        config,
+        message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
-    return _int64_as_numbers(config.DESCRIPTOR, rendered)
+    return _int64_as_numbers(message.DESCRIPTOR, rendered)
 
 
 _INT64_TYPES = {

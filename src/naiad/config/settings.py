@@ -31,5 +31,8 @@ class ServerSettings:
     log_verbose: int = 0
     auto_complete_config: bool = True
     model_load_thread_count: int = 4
+    # --rate-limit=execution_count turns the rate limiter on; resources name -> count.
+    rate_limit: str = "off"
+    rate_limit_resources: dict[str, int] = field(default_factory=dict)
     # JSON nesting allowed in HTTP request bodies (Triton: HTTP_MAX_JSON_NESTING_DEPTH).
     http_max_json_depth: int = 100

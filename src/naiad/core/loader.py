@@ -18,7 +18,9 @@ from naiad.backends.base import InstanceSpec, ModelContext, ModelInstance
 from naiad.backends.registry import BackendRegistry
 from naiad.config.model_config import DEFAULT_CONFIG_NAME, normalize, read_config, resolve_backend
 from naiad.core.model import ModelState, ModelVersion, failure_reason
-from naiad.core.scheduler import DefaultScheduler
+from naiad.core.scheduling.base import InstanceSlot
+from naiad.core.scheduling.factory import build_scheduler
+from naiad.core.scheduling.rate_limiter import RateLimiter
 from naiad.errors import ModelConfigError, ModelLoadError, NaiadError
 from naiad.repository.scanner import select_versions, version_dirs
 
@@ -29,6 +31,8 @@ logger = logging.getLogger("naiad.loader")
 class LoaderSettings:
     auto_complete_config: bool = True
     config_name: str = DEFAULT_CONFIG_NAME
+    # Set when --rate-limit=execution_count: one pool of resources for every model.
+    rate_limiter: RateLimiter | None = None
 
 
 class ModelLoader:
@@ -77,10 +81,31 @@ class ModelLoader:
             context = ModelContext(name=name, version=version, config=config, model_dir=model_dir)
             instances: list[ModelInstance] = []
             try:
+                slots: list[InstanceSlot] = []
                 for group in config.instance_group:
+                    resources = {r.name: r.count for r in group.rate_limiter.resources}
+                    if self._settings.rate_limiter is not None:
+                        self._settings.rate_limiter.register(resources, name)
                     for index in range(group.count):
                         spec = InstanceSpec(group.name, index, group.kind)
-                        instances.append(backend.create_instance(context, spec))
+                        instance = backend.create_instance(context, spec)
+                        instances.append(instance)
+                        # Passive instances are loaded but get no work (Triton's meaning).
+                        if not group.passive:
+                            slots.append(
+                                InstanceSlot(instance, resources, group.rate_limiter.priority)
+                            )
+                if not slots:
+                    raise ModelConfigError(
+                        f"model '{name}' has no non-passive instance to schedule requests on"
+                    )
+                model.scheduler = build_scheduler(
+                    config,
+                    slots,
+                    model.stats,
+                    self._settings.rate_limiter,
+                    stacks_batches=getattr(instances[0], "stacks_batches", True),
+                )
             except NaiadError as exc:
                 for instance in instances:
                     instance.close()
@@ -94,7 +119,6 @@ class ModelLoader:
                 model.reason = f"Internal: {type(exc).__name__}: {exc}"
                 logger.exception("failed to load '%s' version %d", name, version)
             else:
-                model.scheduler = DefaultScheduler(instances)
                 model.state = ModelState.READY
                 logger.info("successfully loaded '%s' version %d", name, version)
             loaded.append(model)

@@ -164,6 +164,9 @@ class ModelManager:
                 entries.append(IndexEntry(name, str(number), model.state.value, model.reason))
         return entries
 
+    def all_ready_versions(self) -> list[ModelVersion]:
+        return [v for name in sorted(self._records) for v in self._records[name].ready_versions()]
+
     def ready_versions(self, name: str) -> list[ModelVersion]:
         record = self._records.get(name)
         return record.ready_versions() if record else []

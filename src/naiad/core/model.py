@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from naiad.backends.base import now_ns
 from naiad.core.classification import classify, read_labels
 from naiad.core.model_io import ModelIO
-from naiad.core.scheduler import DefaultScheduler
+from naiad.core.scheduling.base import Scheduler
+from naiad.core.statistics import ComputeDurations, ModelStatistics
 from naiad.core.validation import validate_request
-from naiad.errors import ErrorCode, InternalError, NaiadError
+from naiad.errors import ErrorCode, InternalError, NaiadError, UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse, InferOutput, RequestedOutput
 from naiad.tensors import DataType, coerce_output
 
@@ -56,7 +58,8 @@ class ModelVersion:
     model_dir: Path
     state: ModelState = ModelState.LOADING
     reason: str = ""
-    scheduler: DefaultScheduler | None = None
+    scheduler: Scheduler | None = None
+    stats: ModelStatistics = field(default_factory=ModelStatistics)
     io: ModelIO = field(init=False)
     labels: dict[str, list[str]] = field(init=False)
 
@@ -80,21 +83,36 @@ class ModelVersion:
         return str(self.version)
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
-        validate_request(request, self.io, self.name)
-        requested: Sequence[RequestedOutput] = (
-            request.outputs if request.outputs is not None else self._all_outputs
+        start_ns = now_ns()
+        try:
+            batch_size = validate_request(request, self.io, self.name)
+            requested: Sequence[RequestedOutput] = (
+                request.outputs if request.outputs is not None else self._all_outputs
+            )
+            if self.scheduler is None:
+                raise UnavailableError(f"model '{self.name}' version {self.version} is unloaded")
+            completion = await self.scheduler.submit(
+                request, batch_size, [output.name for output in requested]
+            )
+            if isinstance(completion.result, NaiadError):
+                raise completion.result
+            result = completion.result
+            response = InferenceResponse(
+                model_name=self.name,
+                model_version=self.version_str,
+                id=request.id,
+                outputs=[self._output(output, result) for output in requested],
+            )
+        except BaseException:
+            self.stats.record_failure(now_ns() - start_ns)
+            raise
+        self.stats.record_success(
+            max(1, batch_size),
+            now_ns() - start_ns,
+            completion.queue_ns,
+            ComputeDurations.from_times(completion.times),
         )
-        names = [output.name for output in requested]
-        assert self.scheduler is not None
-        result = await self.scheduler.execute(request, names)
-        if isinstance(result, NaiadError):
-            raise result
-        return InferenceResponse(
-            model_name=self.name,
-            model_version=self.version_str,
-            id=request.id,
-            outputs=[self._output(output, result) for output in requested],
-        )
+        return response
 
     def _output(self, requested: RequestedOutput, result: dict[str, np.ndarray]) -> InferOutput:
         spec = self.io.outputs[requested.name]

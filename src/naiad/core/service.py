@@ -15,11 +15,19 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from naiad import __version__
 from naiad.core.manager import IndexEntry, ModelManager
+from naiad.core.model import ModelVersion
 from naiad.errors import UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse
 
 # Only the extensions that really work are announced.
-EXTENSIONS = ("classification", "model_configuration", "binary_tensor_data", "parameters")
+EXTENSIONS = (
+    "classification",
+    "model_configuration",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+    "schedule_policy",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,15 @@ class InferenceService:
 
     def model_config(self, name: str, version: str = "") -> mc.ModelConfig:
         return self.manager.get(name, version).config
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[ModelVersion]:
+        """Versions whose statistics to report: all ready ones, or those of one model."""
+        if not name:
+            return self.manager.all_ready_versions()
+        if version:
+            return [self.manager.get(name, version)]
+        self.manager.get(name)  # Triton's error when the model has no ready version
+        return self.manager.ready_versions(name)
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         entries = self.manager.index()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -36,7 +37,7 @@ def _model(graph: onnx.GraphProto) -> bytes:
     return model.SerializeToString()
 
 
-def _shape(batch: bool, dims: list[int]) -> list[int | str]:
+def _shape(batch: bool, dims: Sequence[int | str]) -> list[int | str]:
     return (["batch"] if batch else []) + list(dims)
 
 
@@ -115,10 +116,11 @@ def mlp(sizes: tuple[int, ...] = (256, 1024, 1024, 10), seed: int = 0) -> bytes:
     return _model(graph)
 
 
-def slow_matmul(width: int = 1024, layers: int = 8, seed: int = 0) -> bytes:
+def slow_matmul(width: int = 1024, layers: int = 8, seed: int = 0, batch: bool = False) -> bytes:
     """``OUTPUT0 = INPUT0 @ W^layers`` on FP32 ``[-1, width]``: slow enough for drain tests.
 
     The cost grows with the rows a request sends, so a test picks how long a request takes.
+    With ``batch`` the tensors are ``[batch, rows, width]``, for batching models.
     """
     rng = np.random.default_rng(seed)
     weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
@@ -131,8 +133,65 @@ def slow_matmul(width: int = 1024, layers: int = 8, seed: int = 0) -> bytes:
     graph = helper.make_graph(
         nodes,
         "slow_matmul",
-        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["rows", width])],
-        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["rows", width])],
+        [
+            helper.make_tensor_value_info(
+                "INPUT0", TensorProto.FLOAT, _shape(batch, ["rows", width])
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "OUTPUT0", TensorProto.FLOAT, _shape(batch, ["rows", width])
+            )
+        ],
         initializer=[numpy_helper.from_array(weight, "w")],
+    )
+    return _model(graph)
+
+
+def spin(width: int = 256, seed: int = 0) -> bytes:
+    """``OUTPUT0 = INPUT0`` (FP32 ``[-1, 1]``) after ``max(INPUT0)`` rounds of busy work.
+
+    Each round is a ``width``-square matrix product on internal state, so a request of a
+    few bytes can keep an instance busy for as long as a test needs.
+    """
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    start = rng.standard_normal((width, width)).astype(np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["acc_in", "w"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["acc_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "spin_body",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [width, width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [width, width]),
+        ],
+    )
+    nodes = [
+        helper.make_node("ReduceMax", ["INPUT0"], ["rounds_f"], keepdims=0),
+        helper.make_node("Cast", ["rounds_f"], ["rounds"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["rounds", "true", "start"], ["acc"], body=body),
+        helper.make_node("ReduceSum", ["acc"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["INPUT0", "nothing"], ["OUTPUT0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "spin",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(start, "start"),
+            numpy_helper.from_array(np.array(True), "true"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        ],
     )
     return _model(graph)

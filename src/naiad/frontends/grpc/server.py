@@ -27,6 +27,7 @@ from naiad.frontends.grpc.wire import (
     parse_infer_request,
     serialize_infer_response,
 )
+from naiad.frontends.statistics import statistics_message
 
 
 def _unsupported(rpc: str, reason: str) -> Any:
@@ -119,7 +120,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ModelStreamInfer = _unsupported(
         "ModelStreamInfer", "streaming inference needs decoupled models; use ModelInfer"
     )
-    ModelStatistics = _unsupported("ModelStatistics", "statistics are not collected")
+
+    @reporting_errors
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        return statistics_message(self._service.model_statistics(request.name, request.version))
+
     RepositoryIndex = _unsupported(
         "RepositoryIndex", "the model repository extension is not available"
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from naiad.config.model_config import config_to_json_dict
+from naiad.config.model_config import config_to_json_dict, message_to_json_dict
 from naiad.core.service import InferenceService
 from naiad.errors import NaiadError, NotFoundError, UnsupportedError
 from naiad.frontends.http.body import (
@@ -31,6 +31,7 @@ from naiad.frontends.http.codec import (
     encode_infer_response,
 )
 from naiad.frontends.http.errors import http_status
+from naiad.frontends.statistics import statistics_message
 
 logger = logging.getLogger("naiad.http")
 
@@ -138,6 +139,9 @@ class HttpApp:
     async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path == "/v2/models/stats":  # before the model route, which would take "stats"
+            _require(method, "GET")
+            return self._statistics("", "")
         match = _MODEL_ROUTE.match(path)
         if match:
             name, version, action = match.group(1), match.group(2) or "", match.group(3)
@@ -158,7 +162,7 @@ class HttpApp:
                 return json_response(config_to_json_dict(config))
             if action == "stats":
                 _require(method, "GET")
-                raise UnsupportedError("the statistics extension is not available on this server")
+                return self._statistics(name, version)
             if action == "trace/setting":
                 _require(method, "GET", "POST")
                 raise UnsupportedError("the trace extension is not available on this server")
@@ -178,9 +182,6 @@ class HttpApp:
                 self.service.server_live() if path.endswith("live") else self.service.server_ready()
             )
             return Response(200 if ok else 400)
-        if path == "/v2/models/stats":
-            _require(method, "GET")
-            raise UnsupportedError("the statistics extension is not available on this server")
         match = _REPOSITORY_ROUTE.match(path)
         if match:
             _require(method, "POST")
@@ -210,6 +211,10 @@ class HttpApp:
                 ],
             }
         )
+
+    def _statistics(self, name: str, version: str) -> Response:
+        message = statistics_message(self.service.model_statistics(name, version))
+        return json_response(message_to_json_dict(message))
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.settings.max_input_size_bytes

@@ -1,0 +1,87 @@
+"""The default scheduler: each request runs, unbatched, on the next free instance.
+
+Free instances wait in a FIFO queue, so requests are served in arrival order and no
+instance runs two requests at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from naiad.backends.base import ExecutionTimes, now_ns
+from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler
+from naiad.core.scheduling.rate_limiter import RateLimiter
+from naiad.core.statistics import ComputeDurations, ModelStatistics
+from naiad.inference import InferenceRequest
+
+
+class InstancePool:
+    """Idle instances in FIFO order, with the rate limiter (if any) in front of them."""
+
+    def __init__(self, slots: Sequence[InstanceSlot], rate_limiter: RateLimiter | None) -> None:
+        self._slots = list(slots)
+        self._rate_limiter = rate_limiter
+        self._idle: asyncio.Queue[InstanceSlot] | None = None
+
+    def _queue(self) -> asyncio.Queue[InstanceSlot]:
+        # Created lazily so it binds to the running loop, not to whichever built us.
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for slot in self._slots:
+                self._idle.put_nowait(slot)
+        return self._idle
+
+    async def acquire(self) -> InstanceSlot:
+        slot = await self._queue().get()
+        if self._rate_limiter is not None:
+            try:
+                await self._rate_limiter.acquire(slot.resources, slot.priority)
+            except BaseException:
+                self._queue().put_nowait(slot)
+                raise
+        return slot
+
+    def release(self, slot: InstanceSlot) -> None:
+        if self._rate_limiter is not None:
+            self._rate_limiter.release(slot.resources)
+        self._queue().put_nowait(slot)
+
+
+class DefaultScheduler(Scheduler):
+    def __init__(
+        self,
+        slots: Sequence[InstanceSlot],
+        stats: ModelStatistics,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        super().__init__(slots)
+        self._pool = InstancePool(slots, rate_limiter)
+        self._stats = stats
+
+    async def submit(
+        self, request: InferenceRequest, batch_size: int, output_names: Sequence[str]
+    ) -> Completion:
+        queued_ns = now_ns()
+        slot = await self._pool.acquire()
+        times = ExecutionTimes()
+        try:
+            start_ns = now_ns()
+            (result,) = await slot.instance.execute([request], output_names, times)
+        finally:
+            self._pool.release(slot)
+        _fill_times(times, start_ns, now_ns())
+        self._stats.record_execution(max(1, batch_size), ComputeDurations.from_times(times))
+        return Completion(result, start_ns - queued_ns, times)
+
+
+def _fill_times(times: ExecutionTimes, start_ns: int, end_ns: int) -> None:
+    """Backends that stamp nothing are charged the whole execution as inference."""
+    if not times.compute_start_ns:
+        times.compute_start_ns = start_ns
+    if not times.compute_input_end_ns:
+        times.compute_input_end_ns = times.compute_start_ns
+    if not times.compute_end_ns:
+        times.compute_end_ns = end_ns
+    if not times.compute_output_start_ns:
+        times.compute_output_start_ns = times.compute_end_ns

@@ -1,0 +1,42 @@
+"""Pick a model's scheduler from its config, as Triton does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from naiad.core.scheduling.base import InstanceSlot, Scheduler
+from naiad.core.scheduling.default import DefaultScheduler
+from naiad.core.scheduling.dynamic_batcher import DynamicBatcher
+from naiad.core.scheduling.rate_limiter import RateLimiter
+from naiad.core.statistics import ModelStatistics
+from naiad.errors import ModelLoadError
+
+
+def build_scheduler(
+    config: mc.ModelConfig,
+    slots: Sequence[InstanceSlot],
+    stats: ModelStatistics,
+    rate_limiter: RateLimiter | None,
+    stacks_batches: bool,
+) -> Scheduler:
+    choice = config.WhichOneof("scheduling_choice")
+    if choice == "sequence_batching":
+        raise ModelLoadError(
+            f"model '{config.name}': sequence batching is not supported by this server yet"
+        )
+    if choice == "ensemble_scheduling":
+        raise ModelLoadError(
+            f"model '{config.name}': ensembles are not supported by this server yet"
+        )
+    if choice == "dynamic_batching" and config.max_batch_size > 0:
+        # Backends that concatenate requests cannot mix ragged shapes, so for them a
+        # ragged input still has to match; backends taking requests one by one can.
+        ragged = frozenset(
+            tensor.name
+            for tensor in config.input
+            if tensor.allow_ragged_batch and not stacks_batches
+        )
+        return DynamicBatcher(slots, config, stats, rate_limiter, ragged)
+    return DefaultScheduler(slots, stats, rate_limiter)
