@@ -1,23 +1,65 @@
-"""The model manager: which models exist, their versions and states, and lookups by name.
+"""The model manager: which models exist, their versions and states, loading and reloading.
 
 Lookups follow Triton: no version (or ``""``) means the highest READY version; the
 error texts are Triton's ``Request for unknown model: ...`` family.
+
+Changes never drop a request. A (re)load builds the new versions beside the old ones,
+warms them up, then swaps them in with one assignment on the event loop; requests
+already running on the old versions finish before those are unloaded. A reload that
+fails leaves the old versions serving, with the failure as the model's reason. A change
+of ``instance_group`` counts alone adds or retires instances in place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from naiad.core.loader import ModelLoader
+from tritonclient.grpc import model_config_pb2 as mc
+
+from naiad.backends.base import ModelContext
+from naiad.config.model_config import parse_config_json
+from naiad.core.loader import ModelLoader, config_path
 from naiad.core.model import ModelState, ModelVersion, failure_reason
-from naiad.errors import InvalidArgumentError, NaiadError, NotFoundError, UnavailableError
-from naiad.repository.scanner import scan_repositories
+from naiad.core.warmup import run_warmup
+from naiad.errors import (
+    InternalError,
+    InvalidArgumentError,
+    NaiadError,
+    NotFoundError,
+    UnavailableError,
+)
+from naiad.repository.fingerprint import directory_fingerprint
+from naiad.repository.override import materialize_override
+from naiad.repository.scanner import ModelLocation, is_valid_model_name, scan_repositories
 
 logger = logging.getLogger("naiad.manager")
+T = TypeVar("T")
+
+
+class ModelControlMode(enum.Enum):
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    control_mode: ModelControlMode = ModelControlMode.NONE
+    # Explicit mode: models to load at start-up ("*" for all).
+    startup_models: tuple[str, ...] = ()
+    load_thread_count: int = 4
+    load_retry_count: int = 0
+    repository_poll_secs: float = 15.0
 
 
 @dataclass(eq=False)
@@ -29,6 +71,11 @@ class ModelRecord:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     state: ModelState = ModelState.LOADING
     reason: str = ""
+    fingerprint: str = ""
+    # Fingerprint without the config files: tells a config-only edit apart.
+    files_fingerprint: str = ""
+    # The override directory of the last load through the API (removed on replacement).
+    override_dir: Path | None = None
 
     def ready_versions(self) -> list[ModelVersion]:
         return [v for _, v in sorted(self.versions.items()) if v.state is ModelState.READY]
@@ -60,61 +107,360 @@ def parse_version(version: str) -> int | None:
     return number
 
 
-class ModelManager:
-    def __init__(self, repositories: list[Path], loader: ModelLoader, load_thread_count: int = 4):
-        self._repositories = repositories
-        self._loader = loader
-        self._load_thread_count = max(1, load_thread_count)
-        self._records: dict[str, ModelRecord] = {}
+def _config_entries(config_file: Path) -> frozenset[str]:
+    return frozenset({config_file.name, "configs"})
 
-    async def load_all(self) -> list[str]:
-        """Load every model of every repository; return the failures, one line each."""
+
+def _without_counts(config: mc.ModelConfig) -> mc.ModelConfig:
+    copy = mc.ModelConfig()
+    copy.CopyFrom(config)
+    for group in copy.instance_group:
+        group.count = 0
+        group.name = ""  # generated names differ between a default and a written group
+    return copy
+
+
+class ModelManager:
+    def __init__(
+        self,
+        repositories: list[Path],
+        loader: ModelLoader,
+        settings: ManagerSettings | None = None,
+        refresh: Callable[[], None] | None = None,
+    ) -> None:
+        self._repositories = repositories
+        # Blocking, run at the start of each poll: brings remote roots' local copies up to date.
+        self._refresh = refresh
+        self._loader = loader
+        self.settings = settings or ManagerSettings()
+        self._records: dict[str, ModelRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self.settings.load_thread_count), thread_name_prefix="naiad-load"
+        )
+        # Bounds whole loads, warmup included, as Triton's load threads do.
+        self._load_slots = asyncio.Semaphore(max(1, self.settings.load_thread_count))
+        self._background: set[asyncio.Task[None]] = set()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._temp_root = Path(tempfile.mkdtemp(prefix="naiad-models-"))
+
+    # -- start-up, polling, shutdown -----------------------------------------------
+
+    async def start(self) -> list[str]:
+        """Load the start-up models for the control mode; return failures, one line each."""
         locations, invalid = scan_repositories(self._repositories)
         for name, why in invalid.items():
             self._records[name] = ModelRecord(name, None, state=ModelState.UNAVAILABLE, reason=why)
-        loop = asyncio.get_running_loop()
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._load_thread_count, thread_name_prefix="naiad-load"
-        ) as pool:
-            records = [ModelRecord(loc.name, loc.path) for loc in locations]
-            for record in records:
-                self._records[record.name] = record
-            await asyncio.gather(*(self._load(loop, pool, record) for record in records))
         failures = [f"'{name}': {why}" for name, why in invalid.items()]
-        for record in self._records.values():
-            if record.state is not ModelState.READY:
-                failures.append(f"'{record.name}': {record.reason}")
-            else:
-                failures.extend(
-                    f"'{record.name}' version {v.version}: {v.reason}"
-                    for v in record.versions.values()
-                    if v.state is not ModelState.READY
-                )
+        wanted = locations
+        if self.settings.control_mode is ModelControlMode.EXPLICIT:
+            names = set(self.settings.startup_models)
+            if "*" not in names:
+                found = {location.name for location in locations}
+                failures += [
+                    f"'{n}': failed to load '{n}', failed to poll from model repository"
+                    for n in sorted(names - found)
+                ]
+                wanted = [location for location in locations if location.name in names]
+        results = await asyncio.gather(
+            *(self._load(location.name, location.path) for location in wanted),
+            return_exceptions=True,
+        )
+        for location, result in zip(wanted, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(f"'{location.name}': {result}")
+        if self.settings.control_mode is ModelControlMode.POLL:
+            self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
         return failures
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.repository_poll_secs)
+            try:
+                await self.poll_once()
+            except Exception:  # one bad poll must not end polling
+                logger.exception("error while polling the model repositories")
+
+    async def poll_once(self) -> None:
+        """Load new or changed models and unload removed ones (poll mode)."""
+        if self._refresh is not None:
+            # A failed refresh ends this poll before the scan: nothing loads from a half-synced copy.
+            await self._in_thread(self._refresh)
+        locations, _ = await self._in_thread(scan_repositories, self._repositories)
+        present = {location.name for location in locations}
+        for location in locations:
+            record = self._records.get(location.name)
+            fingerprint = await self._in_thread(directory_fingerprint, location.path)
+            if record is not None and record.fingerprint == fingerprint:
+                continue
+            try:
+                await self._load(location.name, location.path)
+            except NaiadError as exc:
+                logger.error("poll: model '%s' did not (re)load: %s", location.name, exc)
+        for name, record in list(self._records.items()):
+            if name not in present and record.path is not None and record.versions:
+                logger.info("poll: model '%s' was removed from the repository", name)
+                await self.unload(name)
+
+    async def stop(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        for task in list(self._background):
+            await asyncio.gather(task, return_exceptions=True)
+        for record in self._records.values():
+            versions = list(record.versions.values())
+            record.versions = {}
+            for model in versions:
+                await model.unload()
+        self._pool.shutdown(wait=True)
+        shutil.rmtree(self._temp_root, ignore_errors=True)
+
+    # -- explicit load / unload ------------------------------------------------------
+
+    async def load(
+        self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        """The repository API's load: (re)load ``name``, blocking until it is ready or failed."""
+        if not is_valid_model_name(name):
+            raise InvalidArgumentError(f"invalid model name '{name[:64]}'")
+        try:
+            await self._load_requested(name, config_json, files)
+        except NaiadError as exc:
+            message = self._redact(exc.message)
+            if not message.startswith("failed to load"):
+                message = f"failed to load '{name}': {message}"
+            raise InvalidArgumentError(message) from None
+
+    def _redact(self, message: str) -> str:
+        """Errors sent over the network name files relative to their repository only."""
+        for root in sorted([self._temp_root, *self._repositories], key=lambda p: -len(str(p))):
+            resolved = str(Path(root).resolve())
+            for prefix in {str(root), resolved}:
+                message = re.sub(re.escape(prefix) + r"(/override-[^/]+)?/?", "", message)
+        return message
+
+    async def _load_requested(
+        self, name: str, config_json: str | None, files: dict[str, bytes] | None
+    ) -> None:
+        if files and config_json is None:
+            raise InvalidArgumentError(
+                f"failed to load '{name}', the model configuration must be provided "
+                "with file overrides"
+            )
+        override: mc.ModelConfig | None = None
+        override_dir: Path | None = None
+        if files:
+            assert config_json is not None
+            model_dir = await self._in_thread(
+                materialize_override, name, config_json, files, self._temp_root
+            )
+            override_dir = model_dir.parent
+        else:
+            location = await self._locate(name)
+            if location is None:
+                raise InvalidArgumentError(
+                    f"failed to load '{name}', failed to poll from model repository"
+                )
+            model_dir = location.path
+            if config_json is not None:
+                override = parse_config_json(config_json, "the 'config' parameter")
+        try:
+            await self._load(name, model_dir, override, override_dir)
+        except NaiadError:
+            if override_dir is not None:
+                shutil.rmtree(override_dir, ignore_errors=True)
+            raise
+
+    async def unload(self, name: str) -> None:
+        """Drain and unload every version of ``name``."""
+        async with self._lock(name):
+            record = self._records.get(name)
+            if record is None:
+                return
+            versions = list(record.versions.values())
+            record.versions = {}
+            record.state = ModelState.UNAVAILABLE
+            record.reason = "unloaded"
+            record.fingerprint = ""
+            await asyncio.gather(*(model.unload() for model in versions))
+            if record.override_dir is not None:
+                shutil.rmtree(record.override_dir, ignore_errors=True)
+                record.override_dir = None
+            logger.info("successfully unloaded '%s'", name)
+
+    # -- loading -------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    async def _locate(self, name: str) -> ModelLocation | None:
+        locations, _ = await self._in_thread(scan_repositories, self._repositories)
+        return next((location for location in locations if location.name == name), None)
 
     async def _load(
         self,
-        loop: asyncio.AbstractEventLoop,
-        pool: concurrent.futures.Executor,
-        record: ModelRecord,
+        name: str,
+        model_dir: Path,
+        override: mc.ModelConfig | None = None,
+        override_dir: Path | None = None,
     ) -> None:
-        assert record.path is not None
+        async with self._lock(name), self._load_slots:
+            logger.info("loading '%s'", name)
+            record = self._records.get(name)
+            if record is None:
+                record = self._records[name] = ModelRecord(name, model_dir)
+            serving = bool(record.ready_versions())
+            if not serving:
+                record.state = ModelState.LOADING
+            fingerprint = await self._in_thread(directory_fingerprint, model_dir)
+            if serving and override is None and await self._scale_in_place(record, model_dir):
+                record.fingerprint = fingerprint
+                return
+            try:
+                versions = await self._load_versions(name, model_dir, override)
+            except NaiadError as exc:
+                reason = failure_reason(exc)
+                logger.error("failed to load '%s': %s", name, reason)
+                record.reason = reason
+                record.fingerprint = fingerprint  # do not retry the same files every poll
+                if not serving:
+                    record.state = ModelState.UNAVAILABLE
+                raise
+            ready = [v for v in versions if v.state is ModelState.READY]
+            reasons = "; ".join(
+                f"version {v.version}: {v.reason}"
+                for v in versions
+                if v.state is not ModelState.READY
+            )
+            if not ready and serving:
+                for model in versions:
+                    await model.unload()
+                record.reason = reasons
+                record.fingerprint = fingerprint
+                raise InternalError(reasons or "no version could be loaded")
+            old = list(record.versions.values())
+            # The switch: one assignment, so every request sees either old or new.
+            record.versions = {v.version: v for v in versions}
+            record.path = model_dir
+            record.fingerprint = fingerprint
+            record.files_fingerprint = await self._in_thread(
+                directory_fingerprint,
+                model_dir,
+                _config_entries(config_path(model_dir, self._loader.settings.config_name)),
+            )
+            record.state = ModelState.READY if ready else ModelState.UNAVAILABLE
+            record.reason = "" if ready else reasons
+            previous_override, record.override_dir = record.override_dir, override_dir
+            self._retire(old, previous_override)
+            if not ready:
+                raise InternalError(reasons)
+
+    async def _load_versions(
+        self, name: str, model_dir: Path, override: mc.ModelConfig | None
+    ) -> list[ModelVersion]:
+        attempts = 1 + max(0, self.settings.load_retry_count)
+        for attempt in range(attempts):
+            try:
+                versions = await self._in_thread(self._loader.load, name, model_dir, override)
+            except NaiadError:
+                if attempt == attempts - 1:
+                    raise
+                logger.warning(
+                    "loading '%s' failed; retrying (%d of %d)", name, attempt + 1, attempts - 1
+                )
+                continue
+            for model in versions:
+                if model.state is ModelState.LOADING:
+                    await self._warm_up(model)
+            if any(v.state is ModelState.READY for v in versions) or attempt == attempts - 1:
+                return versions
+            for model in versions:
+                await model.unload()
+        raise InternalError(f"failed to load '{name}'")  # unreachable: the loop returns
+
+    async def _warm_up(self, model: ModelVersion) -> None:
+        assert model.scheduler is not None
         try:
-            versions = await loop.run_in_executor(pool, self._loader.load, record.name, record.path)
+            instances = model.scheduler.instances + model.passive_instances
+            await run_warmup(model.config, instances, model.model_dir)
         except NaiadError as exc:
-            record.state = ModelState.UNAVAILABLE
-            record.reason = failure_reason(exc)
-            logger.error("failed to load '%s': %s", record.name, record.reason)
+            model.reason = failure_reason(exc)
+            logger.error(
+                "failed to load '%s' version %d: %s", model.name, model.version, model.reason
+            )
+            await model.unload()
+            model.state = ModelState.UNAVAILABLE
+            model.reason = failure_reason(exc)
             return
-        except Exception as exc:  # a bug while loading one model must not stop the others
-            record.state = ModelState.UNAVAILABLE
-            record.reason = f"Internal: {type(exc).__name__}: {exc}"
-            logger.exception("failed to load '%s'", record.name)
+        model.stats.mark_loaded()  # nv_model_load_duration_secs: load and warmup
+        model.state = ModelState.READY
+        logger.info("successfully loaded '%s' version %d", model.name, model.version)
+
+    def _retire(self, versions: list[ModelVersion], override_dir: Path | None) -> None:
+        """Unload replaced versions once their in-flight requests finish."""
+
+        async def retire() -> None:
+            await asyncio.gather(*(model.unload() for model in versions))
+            if override_dir is not None:
+                shutil.rmtree(override_dir, ignore_errors=True)
+
+        if not versions and override_dir is None:
             return
-        record.versions = {v.version: v for v in versions}
-        record.state = ModelState.READY if record.ready_versions() else ModelState.UNAVAILABLE
-        if record.state is ModelState.UNAVAILABLE:
-            record.reason = "; ".join(v.reason for v in versions)
+        task = asyncio.get_running_loop().create_task(retire())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _scale_in_place(self, record: ModelRecord, model_dir: Path) -> bool:
+        """Apply a config change that only alters instance counts; False if it is more."""
+        current = record.ready_versions()
+        if not current or record.path != model_dir:
+            return False
+        old_config = current[0].config
+        config_file = config_path(model_dir, self._loader.settings.config_name)
+        try:
+            new_config = await self._in_thread(self._loader.load_config, record.name, model_dir)
+        except NaiadError:
+            return False
+        if new_config == old_config or _without_counts(new_config) != _without_counts(old_config):
+            return False
+        files_now = await self._in_thread(
+            directory_fingerprint, model_dir, _config_entries(config_file)
+        )
+        if files_now != record.files_fingerprint:
+            return False
+        backend = self._loader.backend_for(new_config)
+        for model in current:
+            scheduler = model.scheduler
+            if scheduler is None:
+                return False
+            context = ModelContext(model.name, model.version, new_config, model_dir)
+            for old_group, new_group in zip(
+                old_config.instance_group, new_config.instance_group, strict=True
+            ):
+                if new_group.passive:
+                    continue
+                delta = new_group.count - old_group.count
+                if delta > 0:
+                    indices = range(old_group.count, new_group.count)
+                    slots = await self._in_thread(
+                        self._loader.create_slots, backend, context, new_group, indices
+                    )
+                    scheduler.add_slots(slots)
+                elif delta < 0:
+                    removed = await scheduler.remove_slots(-delta)
+                    for slot in removed:
+                        await self._in_thread(slot.instance.close)
+            model.config = new_config
+        logger.info("scaled '%s' in place to the new instance counts", record.name)
+        return True
+
+    # -- lookups -------------------------------------------------------------------
 
     def get(self, name: str, version: str = "") -> ModelVersion:
         """The version that serves a request, or Triton's error for why there is none."""
@@ -147,21 +493,39 @@ class ModelManager:
             return False
 
     def all_ready(self) -> bool:
-        """Strict readiness: every model, and every version it selected, is READY."""
-        return all(
-            record.state is ModelState.READY
-            and all(v.state is ModelState.READY for v in record.versions.values())
-            for record in self._records.values()
-        )
+        """Strict readiness: every loaded model, and every version it selected, is READY.
 
-    def index(self) -> list[IndexEntry]:
+        Models unloaded on purpose (and, in explicit mode, never loaded) do not count.
+        """
+        for record in self._records.values():
+            if record.reason == "unloaded" and not record.versions:
+                continue
+            if record.state is not ModelState.READY:
+                return False
+            if any(v.state is not ModelState.READY for v in record.versions.values()):
+                return False
+        return True
+
+    async def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """Every model of the repositories, with the state of each loaded version."""
+        locations, _ = await self._in_thread(scan_repositories, self._repositories)
+        names = {location.name for location in locations} | set(self._records)
         entries: list[IndexEntry] = []
-        for name in sorted(self._records):
-            record = self._records[name]
+        for name in sorted(names):
+            record = self._records.get(name)
+            if record is None:
+                if not ready_only:
+                    entries.append(IndexEntry(name, "", "", ""))
+                continue
             if not record.versions:
-                entries.append(IndexEntry(name, "", record.state.value, record.reason))
+                if not ready_only:
+                    entries.append(IndexEntry(name, "", record.state.value, record.reason))
+                continue
             for number, model in sorted(record.versions.items()):
-                entries.append(IndexEntry(name, str(number), model.state.value, model.reason))
+                if ready_only and model.state is not ModelState.READY:
+                    continue
+                reason = model.reason or (record.reason if model.state is ModelState.READY else "")
+                entries.append(IndexEntry(name, str(number), model.state.value, reason))
         return entries
 
     def all_ready_versions(self) -> list[ModelVersion]:
@@ -170,11 +534,3 @@ class ModelManager:
     def ready_versions(self, name: str) -> list[ModelVersion]:
         record = self._records.get(name)
         return record.ready_versions() if record else []
-
-    def unload_all(self) -> None:
-        for record in self._records.values():
-            for model in record.versions.values():
-                model.state = ModelState.UNLOADING
-                model.close()
-                model.state = ModelState.UNAVAILABLE
-                model.reason = "unloaded"

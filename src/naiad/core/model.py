@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,14 +11,24 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from naiad.backends.base import now_ns
+from naiad.backends.base import ModelInstance, now_ns
 from naiad.core.classification import classify, read_labels
 from naiad.core.model_io import ModelIO
 from naiad.core.scheduling.base import Scheduler
-from naiad.core.statistics import ComputeDurations, ModelStatistics
+from naiad.core.statistics import (
+    BACKEND,
+    CANCELED,
+    INVALID,
+    OTHER,
+    REJECTED,
+    SUCCESS_OBSERVERS,
+    ComputeDurations,
+    ModelStatistics,
+)
 from naiad.core.validation import validate_request
 from naiad.errors import ErrorCode, InternalError, NaiadError, UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse, InferOutput, RequestedOutput
+from naiad.observability.trace_context import CURRENT_TRACE
 from naiad.tensors import DataType, coerce_output
 
 
@@ -48,6 +59,21 @@ def failure_reason(error: NaiadError) -> str:
     return f"{CODE_STRINGS[error.code]}: {error.message}"
 
 
+def _request_failure(error: BaseException, stage: str) -> str:
+    """The metrics' reason for a request that failed at ``stage`` of :meth:`infer`."""
+    code = error.code if isinstance(error, NaiadError) else None
+    if isinstance(error, asyncio.CancelledError) or code is ErrorCode.CANCELLED:
+        return CANCELED
+    if stage == REJECTED:
+        # In the scheduler the queue refuses with UNAVAILABLE (full, or timed out) and a
+        # bad 'timeout' parameter with INVALID_ARG; anything else came from running the
+        # model (the default scheduler passes a backend's exception through).
+        if code is ErrorCode.UNAVAILABLE:
+            return REJECTED
+        return INVALID if code is ErrorCode.INVALID_ARG else BACKEND
+    return stage
+
+
 @dataclass(eq=False)
 class ModelVersion:
     """One version of a model; READY versions answer requests."""
@@ -60,10 +86,14 @@ class ModelVersion:
     reason: str = ""
     scheduler: Scheduler | None = None
     stats: ModelStatistics = field(default_factory=ModelStatistics)
+    # Loaded but never scheduled (instance groups with ``passive: true``).
+    passive_instances: list[ModelInstance] = field(default_factory=list)
     io: ModelIO = field(init=False)
     labels: dict[str, list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
         self.io = ModelIO.from_config(self.config)
         self.labels = {
             spec.name: read_labels(self.model_dir / spec.label_filename)
@@ -84,16 +114,27 @@ class ModelVersion:
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         start_ns = now_ns()
+        trace = CURRENT_TRACE.get()  # set by the frontend for sampled requests only
+        if trace is not None:
+            trace.begin_model(self.name, self.version, request.id, start_ns, request.inputs)
+        self._in_flight += 1
+        stage = INVALID  # what a failure from here on means (the metrics' reason)
+        times = None
         try:
             batch_size = validate_request(request, self.io, self.name)
             requested: Sequence[RequestedOutput] = (
                 request.outputs if request.outputs is not None else self._all_outputs
             )
             if self.scheduler is None:
+                stage = OTHER
                 raise UnavailableError(f"model '{self.name}' version {self.version} is unloaded")
+            stage = REJECTED
+            if trace is not None:
+                trace.stamp("QUEUE_START")
             completion = await self.scheduler.submit(
                 request, batch_size, [output.name for output in requested]
             )
+            stage, times = BACKEND, completion.times
             if isinstance(completion.result, NaiadError):
                 raise completion.result
             result = completion.result
@@ -103,16 +144,27 @@ class ModelVersion:
                 id=request.id,
                 outputs=[self._output(output, result) for output in requested],
             )
-        except BaseException:
-            self.stats.record_failure(now_ns() - start_ns)
+        except BaseException as exc:
+            self.stats.record_failure(now_ns() - start_ns, _request_failure(exc, stage))
+            if trace is not None:
+                trace.end_model(times)
             raise
-        self.stats.record_success(
-            max(1, batch_size),
-            now_ns() - start_ns,
-            completion.queue_ns,
-            ComputeDurations.from_times(completion.times),
-        )
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+        request_ns = now_ns() - start_ns
+        compute = ComputeDurations.from_times(completion.times)
+        self.stats.record_success(max(1, batch_size), request_ns, completion.queue_ns, compute)
+        for observer in SUCCESS_OBSERVERS:
+            observer(self, max(1, batch_size), request_ns, completion.queue_ns, compute)
+        if trace is not None:
+            trace.end_model(completion.times, response.outputs)
         return response
+
+    def record_rejected(self) -> None:
+        """Count a request to this version that failed before reaching it (bad wire data)."""
+        self.stats.record_failure(0, INVALID)
 
     def _output(self, requested: RequestedOutput, result: dict[str, np.ndarray]) -> InferOutput:
         spec = self.io.outputs[requested.name]
@@ -131,7 +183,26 @@ class ModelVersion:
             return InferOutput(spec.name, DataType.BYTES, tuple(array.shape), array, requested)
         return InferOutput(spec.name, spec.datatype, tuple(array.shape), array, requested)
 
+    async def drain(self) -> None:
+        """Wait until no request is running on this version (new ones go elsewhere)."""
+        while self._in_flight:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def unload(self) -> None:
+        """Let in-flight requests finish, then release the instances."""
+        self.state = ModelState.UNLOADING
+        await self.drain()
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        self.state = ModelState.UNAVAILABLE
+        self.reason = "unloaded"
+
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
+        for instance in self.passive_instances:
+            instance.close()
+        self.passive_instances = []

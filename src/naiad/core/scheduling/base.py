@@ -5,9 +5,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from naiad.backends.base import ExecuteResult, ExecutionTimes, ModelInstance
 from naiad.inference import InferenceRequest
+
+if TYPE_CHECKING:
+    from naiad.core.scheduling.default import InstancePool
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,20 @@ class Completion:
 class Scheduler(abc.ABC):
     def __init__(self, slots: Sequence[InstanceSlot]) -> None:
         self.slots = list(slots)
+        self._pool: InstancePool
+
+    def add_slots(self, slots: Sequence[InstanceSlot]) -> None:
+        """Put new instances into service (scaling up in place)."""
+        for slot in slots:
+            self.slots.append(slot)
+            self._pool.add(slot)
+
+    async def remove_slots(self, count: int) -> list[InstanceSlot]:
+        """Take ``count`` instances out of service once idle; the caller closes them."""
+        removed = await self._pool.remove(count)
+        for slot in removed:
+            self.slots.remove(slot)
+        return removed
 
     @property
     def instances(self) -> list[ModelInstance]:
@@ -42,6 +60,10 @@ class Scheduler(abc.ABC):
         self, request: InferenceRequest, batch_size: int, output_names: Sequence[str]
     ) -> Completion:
         """Run ``request`` (``batch_size`` 0 for models that do not batch)."""
+
+    def pending_count(self) -> int:
+        """Requests waiting to start executing (Triton's pending request count)."""
+        return 0
 
     def close(self) -> None:
         for instance in self.instances:

@@ -28,8 +28,13 @@ class InstancePool:
         # Created lazily so it binds to the running loop, not to whichever built us.
         if self._idle is None:
             self._idle = asyncio.Queue()
-            for slot in self._slots:
-                self._idle.put_nowait(slot)
+            # An instance that runs several batches at once (max_concurrency) is queued
+            # once per batch it may run, interleaved so that load spreads over instances.
+            rounds = max((slot.instance.max_concurrency for slot in self._slots), default=1)
+            for round_ in range(rounds):
+                for slot in self._slots:
+                    if round_ < slot.instance.max_concurrency:
+                        self._idle.put_nowait(slot)
         return self._idle
 
     async def acquire(self) -> InstanceSlot:
@@ -45,7 +50,21 @@ class InstancePool:
     def release(self, slot: InstanceSlot) -> None:
         if self._rate_limiter is not None:
             self._rate_limiter.release(slot.resources)
+        if slot in self._slots:
+            self._queue().put_nowait(slot)
+
+    def add(self, slot: InstanceSlot) -> None:
+        self._slots.append(slot)
         self._queue().put_nowait(slot)
+
+    async def remove(self, count: int) -> list[InstanceSlot]:
+        """Take ``count`` instances out of service, each once it is idle."""
+        removed: list[InstanceSlot] = []
+        for _ in range(count):
+            slot = await self._queue().get()
+            self._slots.remove(slot)
+            removed.append(slot)
+        return removed
 
 
 class DefaultScheduler(Scheduler):
@@ -58,12 +77,20 @@ class DefaultScheduler(Scheduler):
         super().__init__(slots)
         self._pool = InstancePool(slots, rate_limiter)
         self._stats = stats
+        self._waiting = 0  # requests waiting for a free instance
+
+    def pending_count(self) -> int:
+        return self._waiting
 
     async def submit(
         self, request: InferenceRequest, batch_size: int, output_names: Sequence[str]
     ) -> Completion:
         queued_ns = now_ns()
-        slot = await self._pool.acquire()
+        self._waiting += 1
+        try:
+            slot = await self._pool.acquire()
+        finally:
+            self._waiting -= 1
         times = ExecutionTimes()
         try:
             start_ns = now_ns()

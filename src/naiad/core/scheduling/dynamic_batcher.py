@@ -215,6 +215,10 @@ class DynamicBatcher(Scheduler):
             assert isinstance(head.outcome, Completion | NaiadError)
             _resolve(head, head.outcome)
 
+    def pending_count(self) -> int:
+        # A batch leaves the queue only once an instance is free to execute it.
+        return len(self._queue)
+
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
