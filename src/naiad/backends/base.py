@@ -101,6 +101,15 @@ class ModelInstance(abc.ABC):
         """False while the instance cannot serve (for example while it restarts)."""
         return True
 
+    @property
+    def max_concurrency(self) -> int:
+        """How many batches the instance may execute at once (1: one after another).
+
+        Schedulers hand an instance up to this many batches concurrently; python models
+        with ``async def execute`` overlap them on their worker's event loop.
+        """
+        return 1
+
     def close(self) -> None:  # noqa: B027 - most instances need no cleanup
         """Release what the instance holds; called once, after its last execute."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from naiad.backends.base import Backend
 from naiad.errors import ModelLoadError, UnsupportedError
@@ -23,6 +24,13 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     "onnxruntime": BackendEntry("naiad.backends.onnxruntime.backend:OnnxRuntimeBackend"),
+    "python": BackendEntry("naiad.backends.python.backend:PythonBackend"),
+    "pytorch": BackendEntry("naiad.backends.pytorch.backend:PyTorchBackend", extra="torch"),
+    "tensorflow": BackendEntry(
+        "naiad.backends.tensorflow.backend:TensorflowBackend", extra="tensorflow"
+    ),
+    "openvino": BackendEntry("naiad.backends.openvino.backend:OpenVinoBackend", extra="openvino"),
+    "fil": BackendEntry("naiad.backends.fil.backend:FilBackend", extra="fil"),
 }
 
 # Backends Triton has that need hardware or builds this server does not offer.
@@ -37,8 +45,12 @@ UNAVAILABLE_BACKENDS: dict[str, str] = {
 class BackendRegistry:
     """Resolves backend names to shared :class:`Backend` objects, importing on first use."""
 
-    def __init__(self, entries: dict[str, BackendEntry] | None = None) -> None:
+    def __init__(
+        self, entries: dict[str, BackendEntry] | None = None, backend_directory: Path | None = None
+    ) -> None:
         self._entries = dict(BACKENDS if entries is None else entries)
+        # --backend-directory: where python-based backends live (<dir>/<name>/model.py).
+        self._backend_directory = backend_directory
         self._loaded: dict[str, Backend] = {}
         self._lock = threading.Lock()
 
@@ -57,10 +69,13 @@ class BackendRegistry:
                         f"backend '{name}' is not available on this build/machine: "
                         f"{UNAVAILABLE_BACKENDS[name]}"
                     )
-                raise ModelLoadError(
-                    f"unable to find backend '{name}'; available backends: "
-                    f"{', '.join(self.names())}"
-                )
+                # Not built in: a python-based backend file or an installed backend package,
+                # looked up per model (Triton searches the model's own directories first).
+                from naiad.backends.python.external import ExternalBackend
+
+                external = ExternalBackend(name, self._backend_directory, self.names())
+                self._loaded[name] = external
+                return external
             module_name, _, class_name = entry.import_path.partition(":")
             try:
                 module = importlib.import_module(module_name)

@@ -1,0 +1,183 @@
+"""Run one batch through the model's ``execute``: wire -> pb_utils requests -> wire.
+
+A sync ``execute`` runs on the worker's loop thread, one batch at a time (the server
+sends one at a time to such an instance). An ``async def execute`` runs as a task per
+batch, so batches of one instance overlap on the worker's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+from . import context
+from .channel import Channel
+from .errors import TritonModelException
+from .messages import (
+    T_DATATYPE,
+    T_NAME,
+    T_NBYTES,
+    T_OFFSET,
+    T_SHAPE,
+    T_WHERE,
+    ErrorInfo,
+    ExecuteDoneMsg,
+    ExecuteMsg,
+    ResponseMsg,
+)
+from .pb_request import InferenceRequest, InferenceResponse
+from .pb_tensor import Tensor
+from .types import TYPE_TO_WIRE, WIRE_TO_TYPE, array_from_wire, array_to_wire
+from .wire import Frame, PayloadBuilder
+
+_ERROR = 40
+
+
+class BatchError(Exception):
+    """A problem with what ``execute`` returned that fails the whole batch."""
+
+
+class Executor:
+    def __init__(
+        self,
+        model: Any,
+        channel: Channel,
+        instance_name: str,
+        model_name: str,
+        shared_memory: bool,
+        shm_threshold_bytes: int,
+    ) -> None:
+        self._model = model
+        self._execute = getattr(model, "execute", None)
+        self._channel = channel
+        self._instance_name = instance_name
+        self._model_name = model_name
+        self._shared_memory = shared_memory
+        self._threshold = shm_threshold_bytes
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, frame: Frame) -> None:
+        message = ExecuteMsg.from_header(frame.header)
+        try:
+            requests = [self._request(raw, frame) for raw in message.requests]
+        except Exception as exc:  # a malformed batch is a server bug; say so per batch
+            self._fail(message.batch, exc)
+            return
+        if self._execute is None:
+            self._fail(
+                message.batch,
+                TritonModelException(
+                    f"Python model '{self._model_name}' does not implement `execute` method."
+                ),
+            )
+            return
+        try:
+            returned = self._execute(requests)
+        except Exception as exc:
+            self._fail(message.batch, exc)
+            return
+        if asyncio.iscoroutine(returned):
+            task = asyncio.get_running_loop().create_task(
+                self._finish_async(message.batch, requests, returned)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._reply(message.batch, requests, returned)
+
+    async def _finish_async(self, batch: int, requests: list[InferenceRequest], coro: Any) -> None:
+        try:
+            returned = await coro
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._reply(batch, requests, returned)
+
+    def _request(self, raw: Any, frame: Frame) -> InferenceRequest:
+        inputs = []
+        for desc in raw.inputs:
+            data = frame.tensor_bytes(desc[T_WHERE], desc[T_OFFSET], desc[T_NBYTES])
+            array = array_from_wire(desc[T_DATATYPE], desc[T_SHAPE], data)
+            inputs.append(Tensor._wrap(desc[T_NAME], array, WIRE_TO_TYPE[desc[T_DATATYPE]]))
+        return InferenceRequest._incoming(
+            raw.id,
+            inputs,
+            raw.requested_outputs,
+            raw.parameters,
+            raw.correlation_id,
+            raw.flags,
+            raw.timeout_us,
+            self._model_name,
+        )
+
+    def _reply(self, batch: int, requests: list[InferenceRequest], returned: Any) -> None:
+        payload = PayloadBuilder(self._shared_memory, self._threshold)
+        try:
+            responses = self._responses(requests, returned, payload)
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._channel.send(ExecuteDoneMsg(batch, responses).to_header(), payload)
+
+    def _responses(
+        self, requests: list[InferenceRequest], returned: Any, payload: PayloadBuilder
+    ) -> list[ResponseMsg]:
+        for request in requests:
+            if request._sender is not None:
+                request._sender.execute_returned = True
+        if returned is None:
+            returned = [None] * len(requests)
+        if not isinstance(returned, list | tuple):
+            raise BatchError(
+                f"Expected a list in the execute return, found type '{type(returned)}'."
+            )
+        if len(returned) != len(requests):
+            raise BatchError(
+                "Number of InferenceResponse objects do not match the number of "
+                f"InferenceRequest objects. InferenceRequest(s) size is:{len(requests)}, "
+                f"and InferenceResponse(s) size is:{len(returned)}"
+            )
+        return [self._response(r, p, payload) for r, p in zip(requests, returned, strict=True)]
+
+    def _response(
+        self, request: InferenceRequest, response: Any, payload: PayloadBuilder
+    ) -> ResponseMsg:
+        if response is None and request._sender is not None:
+            response = request._sender.response
+        if response is None:
+            return ResponseMsg(
+                error=ErrorInfo("INTERNAL", "the model returned no response for this request")
+            )
+        if not isinstance(response, InferenceResponse):
+            raise BatchError(
+                "Expected an 'InferenceResponse' object in the execute function return list, "
+                f"found type '{type(response)}'."
+            )
+        error = response.error()
+        if error is not None:
+            return ResponseMsg(error=ErrorInfo(error.code_name(), error.message()))
+        wanted = request.requested_output_names()
+        outputs = []
+        for tensor in response.output_tensors():
+            if tensor.name() not in wanted:
+                continue  # Triton returns only what the request asked for
+            array = tensor.as_numpy()
+            desc: list[Any] = [
+                tensor.name(),
+                TYPE_TO_WIRE[tensor.triton_dtype()],
+                [int(d) for d in array.shape],
+            ]
+            payload.add(array_to_wire(tensor.triton_dtype(), array), desc)
+            outputs.append(desc)
+        return ResponseMsg(outputs, None, response.parameters())
+
+    def _fail(self, batch: int, exc: BaseException) -> None:
+        detail = str(exc) if isinstance(exc, BatchError) else f"{type(exc).__name__}: {exc}"
+        message = (
+            f"Failed to process the request(s) for model instance '{self._instance_name}', "
+            f"message: {detail}"
+        )
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        context.log_sink(_ERROR, f"{message}\n{trace}", "execution.py", 0)
+        self._channel.send(ExecuteDoneMsg(batch, [], message).to_header())
