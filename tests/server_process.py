@@ -16,11 +16,23 @@ import time
 import urllib.request
 from pathlib import Path
 
-_STARTED = re.compile(r"Started (HTTPService|GRPCInferenceService) at (?:\[[^\]]+\]|[^:]+):(\d+)")
+_STARTED = re.compile(
+    r"Started (HTTPService|GRPCInferenceService|Metrics Service) at (?:\[[^\]]+\]|[^:]+):(\d+)"
+)
 
 
 class ServerProcess:
-    def __init__(self, repositories: list[Path], *extra_args: str) -> None:
+    def __init__(
+        self,
+        repositories: list[Path],
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        live_headers: dict[str, str] | None = None,
+    ) -> None:
+        # Variables set for the server on top of this process's environment.
+        self.env = dict(env or {})
+        # Headers the liveness probe sends (a server may restrict the health API).
+        self.live_headers = dict(live_headers or {})
         self.args = [
             sys.executable,
             "-m",
@@ -36,6 +48,7 @@ class ServerProcess:
         self.lines: list[str] = []
         self.http_port: int | None = None
         self.grpc_port: int | None = None
+        self.metrics_port: int | None = None  # with --allow-metrics=true --metrics-port=0
         self._reader: threading.Thread | None = None
 
     @property
@@ -51,7 +64,7 @@ class ServerProcess:
         return "\n".join(self.lines)
 
     def start(self, timeout_s: float = 60.0, wait_ready: bool = True) -> ServerProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -71,6 +84,8 @@ class ServerProcess:
                 port = int(match.group(2))
                 if match.group(1) == "HTTPService":
                     self.http_port = port
+                elif match.group(1) == "Metrics Service":
+                    self.metrics_port = port
                 else:
                     self.grpc_port = port
 
@@ -87,7 +102,10 @@ class ServerProcess:
 
     def _live(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/live", timeout=2) as r:
+            probe = urllib.request.Request(
+                f"http://{self.http_url}/v2/health/live", headers=self.live_headers
+            )
+            with urllib.request.urlopen(probe, timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False

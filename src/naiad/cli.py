@@ -22,7 +22,11 @@ from naiad.config.settings import (
     DEFAULT_HTTP_MAX_INPUT_SIZE_BYTES,
     ServerSettings,
 )
-from naiad.logs import configure_logging
+from naiad.errors import NaiadError
+from naiad.observability.flags import add_observability_flags, observability_from_args
+from naiad.observability.log_settings import LogControl
+from naiad.repository.remote_paths import is_remote, parse_remote
+from naiad.security.flags import add_security_flags, security_from_args
 
 logger = logging.getLogger("naiad.cli")
 
@@ -45,6 +49,17 @@ def parse_resource(text: str) -> tuple[str, int]:
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].isdigit():
         raise argparse.ArgumentTypeError(f"expected NAME:COUNT[:DEVICE], got '{text}'")
     return parts[0], int(parts[1])
+
+
+def parse_repository(text: str) -> str:
+    """A local path as given, or a remote address checked now (kept a string: ``Path``
+    would turn ``s3://b`` into ``s3:/b``)."""
+    if is_remote(text):
+        try:
+            parse_remote(text)
+        except NaiadError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _bool_flag(parser: argparse.ArgumentParser, flag: str, default: bool, help_text: str) -> None:
@@ -75,10 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-store",
         dest="model_repository",
         action="append",
-        type=Path,
+        type=parse_repository,
         default=[],
         metavar="PATH",
-        help="model repository directory (repeatable)",
+        help="model repository: a directory, or s3://[host:port/]bucket/path (repeatable)",
+    )
+    serve.add_argument(
+        "--remote-cache-dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where local copies of s3:// repositories are kept between runs (default: "
+        "$TRITON_AWS_MOUNT_DIRECTORY, else $XDG_CACHE_HOME/naiad/remote)",
     )
     serve.add_argument("--id", dest="server_id", default="naiad", help="server name in metadata")
     _bool_flag(serve, "--allow-http", True, "serve HTTP/REST")
@@ -121,6 +144,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--model-load-thread-count", type=int, default=4, metavar="N")
     serve.add_argument(
+        "--backend-directory",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="directory of python-based backends, as <PATH>/<backend name>/model.py",
+    )
+    serve.add_argument(
+        "--model-load-retry-count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retries of a model load that failed",
+    )
+    serve.add_argument(
+        "--model-control-mode",
+        choices=("none", "poll", "explicit"),
+        default="none",
+        type=str.lower,
+        help="none: load at start only; poll: follow repository changes; "
+        "explicit: load and unload through the repository API",
+    )
+    serve.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="explicit mode: a model to load at start-up ('*' for all; repeatable)",
+    )
+    serve.add_argument(
+        "--repository-poll-secs",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="poll mode: seconds between repository scans",
+    )
+    serve.add_argument(
+        "--model-config-name",
+        default="",
+        metavar="NAME",
+        help="use configs/NAME.pbtxt of each model where present, else config.pbtxt",
+    )
+    serve.add_argument(
         "--rate-limit",
         choices=("off", "execution_count"),
         default="off",
@@ -134,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:COUNT[:DEVICE]",
         help="count of a rate-limiter resource (repeatable)",
     )
+    add_security_flags(serve, _bool_flag)
+    add_observability_flags(serve, _bool_flag)
 
     example = commands.add_parser(
         "example-repository", help="write the bundled example model repository to a directory"
@@ -145,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         model_repositories=list(args.model_repository),
+        remote_cache_dir=args.remote_cache_dir,
         server_id=args.server_id,
         allow_http=args.allow_http,
         http_address=args.http_address,
@@ -163,20 +231,31 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         log_verbose=args.log_verbose,
         auto_complete_config=not args.disable_auto_complete_config,
         model_load_thread_count=args.model_load_thread_count,
+        backend_directory=args.backend_directory,
+        model_load_retry_count=args.model_load_retry_count,
+        model_control_mode=args.model_control_mode,
+        load_models=list(args.load_model),
+        repository_poll_secs=args.repository_poll_secs,
+        model_config_name=args.model_config_name,
         rate_limit=args.rate_limit,
         rate_limit_resources=dict(args.rate_limit_resource),
+        http_max_header_bytes=args.http_max_header_size,
+        http_max_chunks=args.http_max_chunks,
+        http_read_timeout_s=args.http_read_timeout_secs,
+        security=security_from_args(args),
+        observability=observability_from_args(args),
     )
 
 
-async def _serve(settings: ServerSettings) -> int:
+async def _serve(settings: ServerSettings, log_control: LogControl | None = None) -> int:
     from naiad.server import NaiadServer, StartupError
 
-    server = NaiadServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        server = NaiadServer(settings, log_control)
         await server.start()
     except StartupError as exc:
         print(f"error: creating server: {exc}", file=sys.stderr)
@@ -196,24 +275,33 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "example-repository":
         from naiad.examples.repository import write_example_repository
 
         write_example_repository(args.path)
         print(f"wrote the example model repository to {args.path}")
         return 0
-    configure_logging(args.log_verbose)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        # The logging extension changes these settings while the server runs.
+        log_control = LogControl(settings.observability.logs)
+    except OSError as exc:
+        print(f"error: cannot open --log-file: {exc}", file=sys.stderr)
+        return 1
     if not settings.model_repositories:
         from naiad.examples.repository import example_repository
 
-        settings.model_repositories = [example_repository()]
+        settings.model_repositories = [str(example_repository())]
         logger.info(
             "no --model-repository given: serving the example repository at %s",
             settings.model_repositories[0],
         )
-    return _run(_serve(settings))
+    return _run(_serve(settings, log_control))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,18 @@ class RequestedOutput:
     # HTTP only: None means "the request-level default".
     binary_data: bool | None = None
     parameters: dict[str, ParameterValue] = field(default_factory=dict)
+    # Where the client wants the output written (the system shared memory extension).
+    shared_memory: SharedMemoryTarget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMemoryTarget:
+    """A checked place in a registered shared memory region: ``byte_size`` bytes at
+    ``offset`` of the region's segment (core/shared_memory.py writes there)."""
+
+    region: str
+    offset: int
+    byte_size: int
 
 
 @dataclass(slots=True)

@@ -112,11 +112,15 @@ _JSON_KINDS: dict[str, frozenset[str]] = {
 def element_count(shape: Sequence[int]) -> int:
     """Number of elements in ``shape``; rejects negative dims and counts past int64."""
     count = 1
+    nonzero = 1
     for dim in shape:
         if dim < 0:
             raise InvalidArgumentError(f"invalid shape {format_shape(shape)}: dims must be >= 0")
         count *= dim
-    if count > INT64_MAX:
+        nonzero *= dim or 1
+    # numpy refuses even an empty array whose non-zero dims times the item size (8 at
+    # most) overflow, so such a shape is refused here rather than failing later.
+    if count > INT64_MAX or (count == 0 and nonzero * 8 > INT64_MAX):
         raise InvalidArgumentError(
             f"invalid shape {format_shape(shape)}: element count overflows int64"
         )

@@ -452,25 +452,22 @@ def test_shared_memory_queries_succeed(client: grpcclient.InferenceServerClient)
     assert not client.get_cuda_shared_memory_status().regions
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda c: c.get_model_repository_index(),
-        lambda c: c.load_model("simple"),
-        lambda c: c.unload_model("simple"),
-        lambda c: c.register_system_shared_memory("r", "/r", 16),
-        lambda c: c.get_trace_settings(),
-        lambda c: c.get_log_settings(),
-    ],
-)
-def test_unserved_rpcs_are_unimplemented(
+def test_shared_memory_registration_is_off_by_default(
     client: grpcclient.InferenceServerClient,
-    call: Callable[[grpcclient.InferenceServerClient], object],
 ) -> None:
     with pytest.raises(InferenceServerException) as error:
-        call(client)
+        client.register_system_shared_memory("r", "/r", 16)
     assert error.value.status() == "StatusCode.UNIMPLEMENTED"
-    assert "is not supported by Naiad" in error.value.message()
+    assert "Client shared memory is disabled" in error.value.message()
+
+
+def test_trace_and_log_settings_are_served(client: grpcclient.InferenceServerClient) -> None:
+    # Both extensions answer with their settings (tests/e2e/test_trace.py and
+    # test_logging.py cover them in depth).
+    trace = client.get_trace_settings(as_json=True)["settings"]
+    assert trace["trace_mode"]["value"] == ["triton"]
+    logs = client.get_log_settings(as_json=True)["settings"]
+    assert logs["log_info"]["bool_param"] is True
 
 
 def test_stream_infer_is_unimplemented(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:

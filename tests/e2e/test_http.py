@@ -75,6 +75,8 @@ def test_health_and_server_metadata(client: httpclient.InferenceServerClient) ->
         "parameters",
         "statistics",
         "schedule_policy",
+        "trace",
+        "logging",
     }
 
 

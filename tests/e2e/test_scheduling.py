@@ -29,10 +29,10 @@ pytestmark = pytest.mark.e2e
 SLOW_ROUNDS = 800
 # A request that keeps the instance busy far longer than any queue timeout below
 # (over a second), so the requests queued behind it reliably time out or wait.
-BLOCK_ROUNDS = 5 * SLOW_ROUNDS
+BLOCK_ROUNDS = 8 * SLOW_ROUNDS
 # Delay between starting a blocking request and the next one, so the blocker is the one
 # executing; far below its run time.
-STAGGER_S = 0.2
+STAGGER_S = 0.5
 
 
 def _slow_config(name: str, extra: str = "", max_batch_size: int = 1, count: int = 1) -> str:

@@ -179,10 +179,11 @@ def test_reserved_parameters(key: str, field: str, value: object, message: str) 
     assert message in _error(request)
 
 
-def test_shared_memory_is_unsupported() -> None:
+def test_shared_memory_is_unsupported_without_a_session() -> None:
     request = _request("INT32", [1])
     request.inputs[0].parameters["shared_memory_region"].string_param = "region"
-    with pytest.raises(UnsupportedError):
+    request.inputs[0].parameters["shared_memory_byte_size"].int64_param = 4
+    with pytest.raises(UnsupportedError, match="Client shared memory is disabled"):
         decode_infer_request(request)
 
 

@@ -8,16 +8,21 @@ knows about HTTP or gRPC.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from naiad import __version__
-from naiad.core.manager import IndexEntry, ModelManager
+from naiad.core.manager import IndexEntry, ModelControlMode, ModelManager
 from naiad.core.model import ModelVersion
-from naiad.errors import UnavailableError
+from naiad.core.shared_memory import SharedMemoryRegistry
+from naiad.core.statistics import REJECTED
+from naiad.errors import NaiadError, UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse
+
+logger = logging.getLogger("naiad.service")
 
 # Only the extensions that really work are announced.
 EXTENSIONS = (
@@ -55,10 +60,24 @@ class ModelMetadata:
 
 class InferenceService:
     def __init__(
-        self, manager: ModelManager, *, server_id: str = "naiad", strict_readiness: bool = True
+        self,
+        manager: ModelManager,
+        *,
+        server_id: str = "naiad",
+        strict_readiness: bool = True,
+        shared_memory: SharedMemoryRegistry | None = None,
+        max_inflight_requests: int = 0,
+        extra_extensions: tuple[str, ...] = (),
     ) -> None:
         self.manager = manager
-        self._metadata = ServerMetadata(server_id, __version__, EXTENSIONS)
+        # Client shared memory regions, used by both frontends (off unless enabled).
+        self.shared_memory = shared_memory or SharedMemoryRegistry(enabled=False)
+        extensions = EXTENSIONS + (("system_shared_memory",) if self.shared_memory.enabled else ())
+        # Extensions served outside the core (trace, logging), announced when wired in.
+        extensions += extra_extensions
+        self._metadata = ServerMetadata(server_id, __version__, extensions)
+        # Server-wide cap on inferences in flight (0: none); past it requests get 503.
+        self._max_inflight = max_inflight_requests
         self._strict_readiness = strict_readiness
         self._started = False
         self._shutting_down = False
@@ -145,16 +164,55 @@ class InferenceService:
         self.manager.get(name)  # Triton's error when the model has no ready version
         return self.manager.ready_versions(name)
 
-    def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
-        entries = self.manager.index()
-        return [e for e in entries if e.state == "READY"] if ready_only else entries
+    async def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
+        return await self.manager.index(ready_only)
+
+    def _require_explicit_mode(self) -> None:
+        if self.manager.settings.control_mode is not ModelControlMode.EXPLICIT:
+            raise UnavailableError(
+                "explicit model load / unload is not allowed if polling is enabled"
+            )
+
+    async def load_model(
+        self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        """The repository extension's load; returns once the model is ready, or raises."""
+        self._require_explicit_mode()
+        await self.manager.load(name, config_json, files)
+
+    async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        # Without ensembles no model has dependents, so unload_dependents changes nothing yet.
+        self._require_explicit_mode()
+        await self.manager.unload(name)
 
     # -- inference -------------------------------------------------------------------
+
+    def record_rejected(self, name: str, version: str = "") -> None:
+        """Count a request the frontend refused (malformed) in its model's failures."""
+        try:
+            model = self.manager.get(name, version)
+        except NaiadError:
+            return  # not a known model: nothing to count it against
+        model.record_rejected()
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse:
         if self._shutting_down:
             raise UnavailableError("Server is shutting down and no longer accepts inferences")
         model = self.manager.get(request.model_name, request.model_version)
+        if logger.isEnabledFor(logging.DEBUG):
+            # Verbose only; the request id is the client's text, escaped by the formatter.
+            logger.debug(
+                "inference request for model '%s' version %d, id '%s'",
+                model.name,
+                model.version,
+                request.id,
+            )
+        if self._max_inflight and self._in_flight >= self._max_inflight:
+            model.stats.record_failure(0, REJECTED)
+            raise UnavailableError(
+                f"Server has its maximum of {self._max_inflight} inference requests in "
+                "flight (--max-inflight-requests); retry later"
+            )
         self._in_flight += 1
         try:
             return await model.infer(request)

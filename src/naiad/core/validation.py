@@ -21,11 +21,17 @@ def validate_request(request: InferenceRequest, io: ModelIO, model_name: str) ->
     """Check ``request`` against the model; return its batch size (0 when not batching)."""
     prefix = request_prefix(request)
     if request.outputs is not None:
+        requested: set[str] = set()
         for output in request.outputs:
             if output.name not in io.outputs:
                 raise InvalidArgumentError(
                     f"unexpected inference output '{output.name}' for model '{model_name}'"
                 )
+            # A repeated output would be computed once but encoded once per repeat: a
+            # small request asking for a huge response (CVE-2026-24146's class).
+            if output.name in requested:
+                raise InvalidArgumentError(f"output '{output.name}' already exists in request")
+            requested.add(output.name)
     seen: set[str] = set()
     for tensor in request.inputs:
         if tensor.name in seen:

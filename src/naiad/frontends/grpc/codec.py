@@ -15,6 +15,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
+from naiad.core.shared_memory import (
+    DISABLED_MESSAGE,
+    SharedMemoryReference,
+    SharedMemorySession,
+    pop_reference,
+)
 from naiad.core.validation import request_prefix
 from naiad.errors import InvalidArgumentError, NaiadError, UnsupportedError
 from naiad.frontends.grpc.wire import InferResponseMessage
@@ -37,7 +43,6 @@ from naiad.tensors import (
 
 # The one request parameter key starting with "triton_" that clients may send.
 _ALLOWED_TRITON_KEYS = ("triton_enable_empty_final_response",)
-_SHM_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
 # Request parameters Triton gives a meaning, with the value kinds it accepts for each.
 _TYPED_PARAMETERS: dict[str, tuple[frozenset[str], str]] = {
@@ -124,25 +129,25 @@ def encode_parameter(value: ParameterValue) -> pb.InferParameter:
 
 def _tensor_parameters(
     kind: str, name: str, parameters: Mapping[str, pb.InferParameter]
-) -> dict[str, ParameterValue]:
-    if any(key in parameters for key in _SHM_KEYS):
-        raise UnsupportedError(
-            f"shared memory is not supported by this server: {kind} '{name}' names a "
-            "shared memory region; send the data in the request instead"
-        )
-    return {key: parameter_value(key, value) for key, value in parameters.items()}
+) -> tuple[dict[str, ParameterValue], SharedMemoryReference | None]:
+    """A tensor's parameters, and its shared memory placement taken out of them."""
+    decoded = {key: parameter_value(key, value) for key, value in parameters.items()}
+    return decoded, pop_reference(decoded, kind, name)
 
 
 # -- requests ------------------------------------------------------------------------
 
 
 def decode_infer_request(
-    message: pb.ModelInferRequest, raw: Sequence[bytes | memoryview] | None = None
+    message: pb.ModelInferRequest,
+    raw: Sequence[bytes | memoryview] | None = None,
+    shm: SharedMemorySession | None = None,
 ) -> InferenceRequest:
     """Build the core request; raises :class:`NaiadError` with Triton's wording.
 
     ``raw`` replaces ``message.raw_input_contents`` when the wire layer already split
-    the tensor bytes out (see :mod:`naiad.frontends.grpc.wire`).
+    the tensor bytes out (see :mod:`naiad.frontends.grpc.wire`). Tensors in client
+    shared memory are resolved through ``shm`` (the request's session).
     """
     request = InferenceRequest(
         model_name=message.model_name,
@@ -151,14 +156,15 @@ def decode_infer_request(
         parameters=decode_request_parameters(message.parameters),
     )
     contents = message.raw_input_contents if raw is None else raw
-    _Decoder(request, contents).decode_inputs(message.inputs)
+    _Decoder(request, contents, shm).decode_inputs(message.inputs)
     if message.outputs:
-        request.outputs = [_requested_output(output) for output in message.outputs]
+        request.outputs = [_requested_output(output, shm) for output in message.outputs]
     return request
 
 
 def _requested_output(
     output: pb.ModelInferRequest.InferRequestedOutputTensor,
+    shm: SharedMemorySession | None = None,
 ) -> RequestedOutput:
     requested = RequestedOutput(output.name)
     if not output.parameters:
@@ -175,32 +181,53 @@ def _requested_output(
                 "expected value >= 0."
             )
         requested.classification = parameter.int64_param
-    requested.parameters = _tensor_parameters("output", output.name, output.parameters)
+    requested.parameters, reference = _tensor_parameters("output", output.name, output.parameters)
     requested.parameters.pop("classification", None)
+    if reference is not None:
+        if shm is None:
+            raise UnsupportedError(DISABLED_MESSAGE)
+        requested.shared_memory = shm.output_target(reference)
     return requested
 
 
 class _Decoder:
     """Decodes the inputs of one request; holds what every error message names."""
 
-    def __init__(self, request: InferenceRequest, raw: Sequence[bytes | memoryview]) -> None:
+    def __init__(
+        self,
+        request: InferenceRequest,
+        raw: Sequence[bytes | memoryview],
+        shm: SharedMemorySession | None = None,
+    ) -> None:
         self.request = request
         self.model = request.model_name
         self.prefix = request_prefix(request)
         self.raw = raw
+        self.shm = shm
 
     def decode_inputs(self, tensors: Sequence[pb.ModelInferRequest.InferInputTensor]) -> None:
         append = self.request.inputs.append
-        for index, tensor in enumerate(tensors):
+        # Clients send raw contents only for inputs not in shared memory, in order, so
+        # the raw index advances only for those (as Triton's infer_handler.cc reads them).
+        index = 0
+        for tensor in tensors:
             name = tensor.name
             # Most requests carry no tensor parameters: skip the map walk for them.
-            parameters = (
-                _tensor_parameters("input", name, tensor.parameters) if tensor.parameters else {}
+            parameters, reference = (
+                _tensor_parameters("input", name, tensor.parameters)
+                if tensor.parameters
+                else ({}, None)
             )
             datatype = self._datatype(tensor)
             shape = tuple(tensor.shape)
             count = self._element_count(name, shape)
-            if tensor.HasField("contents"):
+            if reference is not None:
+                if self.shm is None:
+                    raise UnsupportedError(DISABLED_MESSAGE)
+                data = self.shm.read_input(
+                    reference, datatype, shape, name, self.model, self.prefix
+                )
+            elif tensor.HasField("contents"):
                 if self.raw:
                     raise InvalidArgumentError(
                         "contents field must not be specified when using raw_input_contents "
@@ -214,6 +241,7 @@ class _Decoder:
                         f"'{self.model}' in request."
                     )
                 data = self._from_raw(name, datatype, shape, count, self.raw[index])
+                index += 1
             else:
                 # No data at all: Triton adds the input with an empty buffer, so only a
                 # zero-element tensor passes the size check.
@@ -361,10 +389,14 @@ class _Decoder:
 # -- responses -----------------------------------------------------------------------
 
 
-def encode_infer_response(response: InferenceResponse) -> InferResponseMessage:
+def encode_infer_response(
+    response: InferenceResponse, shm: SharedMemorySession | None = None
+) -> InferResponseMessage:
     """One ``outputs`` entry and one raw contents entry per output, in order.
 
     Fixed-size outputs stay views of their arrays until the wire serializer joins them.
+    Outputs the client placed in shared memory are written there (through ``shm``) and
+    get an empty raw entry, as clients pair raw entries with outputs by index.
     """
     tensor = pb.ModelInferResponse.InferOutputTensor
     message = pb.ModelInferResponse(
@@ -377,5 +409,31 @@ def encode_infer_response(response: InferenceResponse) -> InferResponseMessage:
     )
     for key, value in response.parameters.items():
         message.parameters[key].CopyFrom(encode_parameter(value))
-    raw = [array_to_wire_bytes(o.datatype, o.data) for o in response.outputs]
+    raw: list[bytes | memoryview] = []
+    for output in response.outputs:
+        blob = array_to_wire_bytes(output.datatype, output.data)
+        target = output.requested.shared_memory if output.requested is not None else None
+        if target is not None and shm is not None:
+            shm.write_output(target, output.name, blob)
+            blob = b""
+        raw.append(blob)
     return InferResponseMessage(message, raw)
+
+
+def decode_load_parameters(
+    parameters: Mapping[str, pb.ModelRepositoryParameter],
+) -> tuple[str | None, dict[str, bytes]]:
+    """The load RPC's ``config`` (``string_param``) and ``file:<path>`` (``bytes_param``)."""
+    config: str | None = None
+    files: dict[str, bytes] = {}
+    for key, parameter in parameters.items():
+        kind = parameter.WhichOneof("parameter_choice")
+        if key == "config":
+            if kind != "string_param":
+                raise InvalidArgumentError("the 'config' parameter must be a string_param")
+            config = parameter.string_param
+        elif key.startswith("file:"):
+            if kind != "bytes_param":
+                raise InvalidArgumentError(f"the '{key[:80]}' parameter must be a bytes_param")
+            files[key[len("file:") :]] = parameter.bytes_param
+    return config, files

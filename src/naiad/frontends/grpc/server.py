@@ -10,7 +10,7 @@ except that ModelInfer uses the zero-copy (de)serializers of :mod:`.wire`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,9 +18,19 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from naiad.core.service import InferenceService
-from naiad.errors import NotFoundError, UnsupportedError
-from naiad.frontends.grpc.codec import decode_infer_request, encode_infer_response
+from naiad.errors import NaiadError, NotFoundError, UnsupportedError
+from naiad.frontends.grpc.codec import (
+    decode_infer_request,
+    decode_load_parameters,
+    encode_infer_response,
+)
 from naiad.frontends.grpc.errors import abort_with, reporting_errors
+from naiad.frontends.grpc.observability_rpcs import (
+    finish_trace,
+    log_settings,
+    start_trace,
+    trace_setting,
+)
 from naiad.frontends.grpc.wire import (
     InferRequestMessage,
     InferResponseMessage,
@@ -28,6 +38,9 @@ from naiad.frontends.grpc.wire import (
     serialize_infer_response,
 )
 from naiad.frontends.statistics import statistics_message
+
+if TYPE_CHECKING:
+    from naiad.observability.runtime import Observability
 
 
 def _unsupported(rpc: str, reason: str) -> Any:
@@ -43,8 +56,12 @@ def _unsupported(rpc: str, reason: str) -> Any:
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService`` over an :class:`InferenceService`."""
 
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(
+        self, service: InferenceService, observability: Observability | None = None
+    ) -> None:
         self._service = service
+        # Tracer and log settings; None answers TraceSetting/LogSettings UNIMPLEMENTED.
+        self._observability = observability
 
     # -- health and metadata ---------------------------------------------------------
 
@@ -114,8 +131,23 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         # Triton resolves the model before it reads any tensor, so an unknown model or
         # version is reported as such even when the tensors are malformed too.
         self._service.model_config(message.model_name, message.model_version)
-        decoded = decode_infer_request(message, request.raw_input_contents)
-        return encode_infer_response(await self._service.infer(decoded))
+        trace = start_trace(self._observability, context, message.model_name)
+        try:
+            # The session holds the shared memory regions the request names until its
+            # outputs are written (an unregister meanwhile waits for it).
+            with self._service.shared_memory.session() as shm:
+                try:
+                    decoded = decode_infer_request(message, request.raw_input_contents, shm)
+                except NaiadError:
+                    # Refused before reaching the model, it still counts as its failure.
+                    self._service.record_rejected(message.model_name, message.model_version)
+                    raise
+                response = await self._service.infer(decoded)
+                if trace is not None:
+                    trace.stamp("GRPC_SEND_START")
+                return encode_infer_response(response, shm)
+        finally:
+            finish_trace(trace)
 
     ModelStreamInfer = _unsupported(
         "ModelStreamInfer", "streaming inference needs decoupled models; use ModelInfer"
@@ -127,41 +159,97 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelStatisticsResponse:
         return statistics_message(self._service.model_statistics(request.name, request.version))
 
-    RepositoryIndex = _unsupported(
-        "RepositoryIndex", "the model repository extension is not available"
-    )
-    RepositoryModelLoad = _unsupported(
-        "RepositoryModelLoad", "models are loaded at start-up only (no model control)"
-    )
-    RepositoryModelUnload = _unsupported(
-        "RepositoryModelUnload", "models are loaded at start-up only (no model control)"
-    )
-    SystemSharedMemoryRegister = _unsupported(
-        "SystemSharedMemoryRegister", "shared memory is not available; send tensors in requests"
-    )
-    CudaSharedMemoryRegister = _unsupported(
-        "CudaSharedMemoryRegister", "CUDA shared memory is not available; send tensors in requests"
-    )
-    TraceSetting = _unsupported("TraceSetting", "tracing is not available")
-    LogSettings = _unsupported("LogSettings", "log settings cannot be changed at run time")
+    @reporting_errors
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        entries = await self._service.repository_index(request.ready)
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=e.name, version=e.version, state=e.state, reason=e.reason
+                )
+                for e in entries
+            ]
+        )
 
-    # -- shared memory: nothing is ever registered -----------------------------------
-    # Clients (and Triton's examples) unregister everything and query the status before
-    # they start; those calls succeed so that such clients keep working.
+    @reporting_errors
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        config, files = decode_load_parameters(request.parameters)
+        await self._service.load_model(request.model_name, config, files)
+        return pb.RepositoryModelLoadResponse()
+
+    @reporting_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        if request.repository_name:
+            raise UnsupportedError("'repository_name' specification is not supported")
+        parameter = request.parameters.get("unload_dependents")
+        dependents = parameter is not None and parameter.bool_param
+        await self._service.unload_model(request.model_name, dependents)
+        return pb.RepositoryModelUnloadResponse()
+
+    @reporting_errors
+    async def TraceSetting(
+        self, request: pb.TraceSettingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TraceSettingResponse:
+        return trace_setting(self._observability, self._service, request)
+
+    @reporting_errors
+    async def LogSettings(
+        self, request: pb.LogSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LogSettingsResponse:
+        return log_settings(self._observability, request)
+
+    # -- shared memory: the registry is the core's, shared with HTTP ----------------
+    # CUDA shared memory needs a GPU: registering answers UNIMPLEMENTED, while status
+    # and unregister succeed, because clients call them before anything else.
+
+    @reporting_errors
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        self._service.shared_memory.register(
+            request.name, request.key, request.offset, request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
 
     @reporting_errors
     async def SystemSharedMemoryStatus(
         self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.SystemSharedMemoryStatusResponse:
-        if request.name:
-            raise NotFoundError(f"Unable to find system shared memory region: '{request.name}'")
-        return pb.SystemSharedMemoryStatusResponse()
+        response = pb.SystemSharedMemoryStatusResponse()
+        for status in self._service.shared_memory.status(request.name):
+            response.regions[status.name].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                    name=status.name, key=status.key, offset=status.offset,
+                    byte_size=status.byte_size,
+                )
+            )  # fmt: skip
+        return response
 
     @reporting_errors
     async def SystemSharedMemoryUnregister(
         self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext
     ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self._service.shared_memory.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
+
+    @reporting_errors
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        raise UnsupportedError(
+            f"failed to register CUDA shared memory region: '{request.name[:128]}', "
+            "GPUs not supported"
+        )
 
     @reporting_errors
     async def CudaSharedMemoryStatus(
@@ -234,9 +322,13 @@ def _inference_handlers(servicer: InferenceServicer) -> dict[str, grpc.RpcMethod
     return handlers
 
 
-def add_grpc_services(server: grpc.aio.Server, service: InferenceService) -> None:
+def add_grpc_services(
+    server: grpc.aio.Server,
+    service: InferenceService,
+    observability: Observability | None = None,
+) -> None:
     """Register the inference and health services on ``server`` (before it starts)."""
-    handlers = _inference_handlers(InferenceServicer(service))
+    handlers = _inference_handlers(InferenceServicer(service, observability))
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(_SERVICE_NAME, handlers),)
     )

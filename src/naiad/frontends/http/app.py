@@ -7,17 +7,19 @@ error becomes ``{"error": "..."}`` with Triton's status for its kind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from naiad.config.model_config import config_to_json_dict, message_to_json_dict
 from naiad.core.service import InferenceService
-from naiad.errors import NaiadError, NotFoundError, UnsupportedError
+from naiad.errors import InvalidArgumentError, NaiadError, NotFoundError, UnsupportedError
+from naiad.frontends.http.access import App, wrap_app
 from naiad.frontends.http.body import (
     UnsupportedEncodingError,
     choose_response_encoding,
@@ -27,11 +29,19 @@ from naiad.frontends.http.body import (
 )
 from naiad.frontends.http.codec import (
     decode_infer_request,
+    decode_load_parameters,
     decode_raw_request,
     encode_infer_response,
+    parse_json,
 )
 from naiad.frontends.http.errors import http_status
+from naiad.frontends.http.observability_routes import log_settings, start_trace, trace_setting
 from naiad.frontends.statistics import statistics_message
+from naiad.observability.trace_context import CURRENT_TRACE
+from naiad.security.access import AccessPolicy
+
+if TYPE_CHECKING:
+    from naiad.observability.runtime import Observability
 
 logger = logging.getLogger("naiad.http")
 
@@ -56,6 +66,10 @@ _JSON = (b"content-type", b"application/json")
 class HttpSettings:
     max_input_size_bytes: int = 64 * 1024 * 1024
     max_json_depth: int = 100
+    # Bearer tokens and restricted API groups (None: every route is open).
+    access_policy: AccessPolicy | None = None
+    # Browser origins allowed to call the API (--http-cors-origin); none by default.
+    cors_origins: tuple[str, ...] = ()
 
 
 class HttpError(Exception):
@@ -93,9 +107,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class HttpApp:
-    def __init__(self, service: InferenceService, settings: HttpSettings) -> None:
+    def __init__(
+        self,
+        service: InferenceService,
+        settings: HttpSettings,
+        observability: Observability | None = None,
+    ) -> None:
         self.service = service
         self.settings = settings
+        # Tracer, log settings and dashboard; None answers those routes as unavailable.
+        self.observability = observability
+        self._dashboard = observability.dashboard if observability is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,7 +133,15 @@ class HttpApp:
         except Exception as exc:  # never let one bad request take the connection down silently
             logger.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             response = json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        trace = CURRENT_TRACE.get()  # set by _infer when the tracer sampled this request
+        if trace is None:
+            await self._send(send, response)
+            return
+        trace.stamp("HTTP_SEND_START")
         await self._send(send, response)
+        trace.stamp("HTTP_SEND_END")
+        CURRENT_TRACE.set(None)
+        trace.finish()
 
     async def _send(self, send: Send, response: Response) -> None:
         length = sum(len(part) for part in response.body)
@@ -165,7 +195,8 @@ class HttpApp:
                 return self._statistics(name, version)
             if action == "trace/setting":
                 _require(method, "GET", "POST")
-                raise UnsupportedError("the trace extension is not available on this server")
+                body = await self._json_body(scope, receive) if method == "POST" else None
+                return json_response(trace_setting(self.observability, self.service, name, body))
             _require(method, "POST")
             raise UnsupportedError(
                 f"the generate extension ('{action}') is not available on this server"
@@ -188,11 +219,30 @@ class HttpApp:
             return await self._repository(scope, receive, match)
         match = _SHM_ROUTE.match(path)
         if match:
-            return self._shared_memory(method, match.group(3))
+            return await self._shared_memory(scope, receive, method, match)
         if path in ("/v2/logging", "/v2/trace/setting"):
             _require(method, "GET", "POST")
-            raise UnsupportedError(f"'{path}' is not available on this server")
+            body = await self._json_body(scope, receive) if method == "POST" else None
+            if path == "/v2/logging":
+                return json_response(log_settings(self.observability, body))
+            return json_response(trace_setting(self.observability, self.service, "", body))
+        if self._dashboard is not None and self._dashboard.handles(path):
+            answer = await self._dashboard.handle(method, path)
+            return Response(answer.status, [answer.body], answer.headers)
         raise HttpError(404, "Not Found")
+
+    async def _json_body(self, scope: Scope, receive: Receive) -> Any:
+        body = await self._read(scope, receive)
+        return parse_json(body, self.settings.max_json_depth) if body.strip() else {}
+
+    @contextlib.contextmanager
+    def _counting_rejects(self, name: str, version: str) -> Iterator[None]:
+        """A request refused before it reaches the model still counts as its failure."""
+        try:
+            yield
+        except NaiadError:
+            self.service.record_rejected(name, version)
+            raise
 
     # -- handlers -----------------------------------------------------------------
 
@@ -227,27 +277,38 @@ class HttpApp:
     async def _infer(self, scope: Scope, receive: Receive, name: str, version: str) -> Response:
         # Triton looks the model up before reading the body: unknown models fail first.
         self.service.manager.get(name, version)
-        body = await self._read(scope, receive)
-        header_value = _header(scope, b"inference-header-content-length")
-        header_length: int | None = None
-        if header_value is not None:
-            try:
-                header_length = int(header_value.strip())
-            except ValueError:
-                header_length = 0  # Triton reads it with atoi: junk means 0, a raw body
-            if header_length < 0:
-                raise _header_range_error(len(body), header_value)
+        trace = start_trace(self.observability, scope, name)
+        with self._counting_rejects(name, version):
+            body = await self._read(scope, receive)
+            if trace is not None:
+                trace.stamp("HTTP_RECV_END")
+            header_value = _header(scope, b"inference-header-content-length")
+            header_length: int | None = None
+            if header_value is not None:
+                try:
+                    header_length = int(header_value.strip())
+                except ValueError:
+                    header_length = 0  # Triton reads it with atoi: junk means 0, a raw body
+                if header_length < 0:
+                    raise _header_range_error(len(body), header_value)
         if header_length == 0:
-            request = decode_raw_request(
-                name, version, body, self.service.model_metadata(name, version)
-            )
+            with self._counting_rejects(name, version):
+                request = decode_raw_request(
+                    name, version, body, self.service.model_metadata(name, version)
+                )
             binary_default = True
+            response = await self.service.infer(request)
+            parts, json_length = encode_infer_response(response, binary_default)
         else:
-            request, binary_default = decode_infer_request(
-                name, version, body, header_length, self.settings.max_json_depth
-            )
-        response = await self.service.infer(request)
-        parts, json_length = encode_infer_response(response, binary_default)
+            # The session holds the shared memory regions the request names until its
+            # outputs are written (an unregister meanwhile waits for it).
+            with self.service.shared_memory.session() as shm:
+                with self._counting_rejects(name, version):
+                    request, binary_default = decode_infer_request(
+                        name, version, body, header_length, self.settings.max_json_depth, shm
+                    )
+                response = await self.service.infer(request)
+                parts, json_length = encode_infer_response(response, binary_default, shm)
         headers: list[tuple[bytes, bytes]] = []
         if json_length is None:
             headers.append(_JSON)
@@ -265,35 +326,63 @@ class HttpApp:
         if match.group(1) is not None:
             raise UnsupportedError("'repository_name' specification is not supported")
         body = await self._read(scope, receive)
+        doc = parse_json(body, self.settings.max_json_depth) if body.strip() else {}
         if match.group(2) == "index":
-            ready_only = False
-            if body.strip():
-                from naiad.frontends.http.codec import parse_json
-
-                doc = parse_json(body, self.settings.max_json_depth)
-                ready_only = bool(doc.get("ready", False))
+            ready = doc.get("ready", False)
+            if not isinstance(ready, bool):
+                raise InvalidArgumentError("Unable to parse 'ready': expected a boolean")
             entries = []
-            for entry in self.service.repository_index(ready_only):
+            for entry in await self.service.repository_index(ready):
                 item: dict[str, str] = {"name": entry.name}
                 if entry.version:
                     item["version"] = entry.version
-                item["state"] = entry.state
+                if entry.state:
+                    item["state"] = entry.state
                 if entry.reason:
                     item["reason"] = entry.reason
                 entries.append(item)
             return json_response(entries)
-        raise UnsupportedError(
-            "explicit model load / unload is not allowed in model control mode 'none'"
-        )
+        name, action = match.group(3), match.group(4)
+        parameters = doc.get("parameters", {})
+        if not isinstance(parameters, dict):
+            raise InvalidArgumentError("Unable to parse 'parameters': expected an object")
+        if action == "unload":
+            unload_dependents = parameters.get("unload_dependents", False)
+            if not isinstance(unload_dependents, bool):
+                raise InvalidArgumentError(
+                    "Unable to parse 'unload_dependents': expected a boolean"
+                )
+            await self.service.unload_model(name, unload_dependents)
+            return Response(200)
+        config, files = decode_load_parameters(parameters)
+        await self.service.load_model(name, config, files)
+        return Response(200)
 
-    def _shared_memory(self, method: str, action: str) -> Response:
+    async def _shared_memory(
+        self, scope: Scope, receive: Receive, method: str, match: re.Match[str]
+    ) -> Response:
+        from naiad.frontends.http import shared_memory as routes
+
+        system, region, action = match.group(1) == "system", match.group(2) or "", match.group(3)
+        registry = self.service.shared_memory
         if action == "status":
             _require(method, "GET")
-            return json_response([])
+            status = (
+                routes.system_status(registry, region) if system else routes.cuda_status(region)
+            )
+            return json_response(status)
         _require(method, "POST")
         if action == "unregister":
-            return Response(200)  # nothing is registered; clients unregister first
-        raise UnsupportedError("shared memory registration is not enabled on this server")
+            if system:
+                registry.unregister(region)
+            return Response(200)
+        body = await self._read(scope, receive)
+        doc = parse_json(body, self.settings.max_json_depth) if body.strip() else {}
+        if system:
+            routes.register_system(registry, region, doc)
+        else:
+            routes.register_cuda(region)
+        return Response(200)
 
 
 def _require(method: str, *allowed: str) -> None:
@@ -309,8 +398,17 @@ def _header_range_error(body_length: int, value: str) -> NaiadError:
     )
 
 
-def build_http_app(service: InferenceService, settings: HttpSettings) -> HttpApp:
-    return HttpApp(service, settings)
+def build_http_app(
+    service: InferenceService,
+    settings: HttpSettings,
+    observability: Observability | None = None,
+) -> App:
+    """The app inside its middleware: origin check and CORS, then access control.
+
+    Every request passes the one access check in :mod:`.access` before any route runs.
+    """
+    app = HttpApp(service, settings, observability)
+    return wrap_app(app, settings.access_policy, settings.cors_origins)
 
 
 __all__ = ["HttpApp", "HttpSettings", "NotFoundError", "build_http_app"]

@@ -8,12 +8,15 @@ are viewed in place with ``numpy.frombuffer``: no copy. Error texts follow Trito
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
 
 from naiad.core.service import ModelMetadata
-from naiad.errors import InvalidArgumentError, NaiadError
+from naiad.core.shared_memory import DISABLED_MESSAGE, SharedMemorySession, pop_reference
+from naiad.errors import InvalidArgumentError, NaiadError, UnsupportedError
 from naiad.inference import (
     InferenceRequest,
     InferenceResponse,
@@ -111,8 +114,13 @@ def decode_infer_request(
     body: bytes,
     header_length: int | None,
     max_depth: int,
+    shm: SharedMemorySession | None = None,
 ) -> tuple[InferenceRequest, bool]:
-    """Decode an infer body; also returns the request's ``binary_data_output`` default."""
+    """Decode an infer body; also returns the request's ``binary_data_output`` default.
+
+    Inputs and outputs in client shared memory are resolved through ``shm`` (the
+    request's session); without one they are refused.
+    """
     if header_length is not None and header_length > 0:
         if header_length > len(body):
             raise InvalidArgumentError(
@@ -171,10 +179,12 @@ def decode_infer_request(
                 "'parameters', 'shared_memory_region' in 'parameters'. But " + detail
             )
         if has_shm:
-            raise InvalidArgumentError(
-                f"shared memory inputs are not enabled on this server (input '{name}')"
-            )
-        if binary_size is not None:
+            reference = pop_reference(input_params, "input", name)
+            if shm is None or reference is None:
+                raise UnsupportedError(DISABLED_MESSAGE)
+            prefix = f"[request id: {request_id or '<id_unknown>'}] "
+            data = shm.read_input(reference, datatype, shape, name, model_name, prefix)
+        elif binary_size is not None:
             if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
                 raise _fail(
                     "binary_data_size",
@@ -208,7 +218,7 @@ def decode_infer_request(
     outputs: list[RequestedOutput] | None = None
     if "outputs" in doc:
         raw_outputs = _member(doc, "outputs", list, "array")
-        outputs = [_requested_output(raw) for raw in raw_outputs] or None
+        outputs = [_requested_output(raw, shm) for raw in raw_outputs] or None
     request = InferenceRequest(
         model_name=model_name,
         model_version=model_version,
@@ -220,18 +230,24 @@ def decode_infer_request(
     return request, binary_output
 
 
-def _requested_output(raw: Any) -> RequestedOutput:
+def _requested_output(raw: Any, shm: SharedMemorySession | None = None) -> RequestedOutput:
     if not isinstance(raw, dict):
         raise _fail("outputs", "attempt to access JSON non-object as object")
     name = _member(raw, "name", str, "string")
     params = _parameters(raw.get("parameters"), "parameters")
-    if "shared_memory_region" in params:
-        raise InvalidArgumentError(
-            f"shared memory outputs are not enabled on this server (output '{name}')"
-        )
+    reference = pop_reference(params, "output", name)
     binary = params.pop("binary_data", None)
     if binary is not None and not isinstance(binary, bool):
         raise _fail("binary_data", "attempt to access JSON non-boolean as boolean")
+    target = None
+    if reference is not None:
+        if shm is None:
+            raise UnsupportedError(DISABLED_MESSAGE)
+        if binary:
+            raise InvalidArgumentError(
+                f"output '{name}' can not set both 'binary_data' and 'shared_memory_region'"
+            )
+        target = shm.output_target(reference)
     classification = params.pop("classification", 0)
     if (
         not isinstance(classification, int)
@@ -242,7 +258,11 @@ def _requested_output(raw: Any) -> RequestedOutput:
             "Unable to set 'classification': expected a non-negative integer"
         )
     return RequestedOutput(
-        name, classification=classification, binary_data=binary, parameters=params
+        name,
+        classification=classification,
+        binary_data=binary,
+        parameters=params,
+        shared_memory=target,
     )
 
 
@@ -323,9 +343,13 @@ def decode_raw_request(
 
 
 def encode_infer_response(
-    response: InferenceResponse, binary_default: bool
+    response: InferenceResponse, binary_default: bool, shm: SharedMemorySession | None = None
 ) -> tuple[list[bytes | memoryview], int | None]:
-    """JSON header plus binary blobs; the second value is the header length when binary."""
+    """JSON header plus binary blobs; the second value is the header length when binary.
+
+    Outputs the client placed in shared memory are written there (through ``shm``, the
+    request's session) and described by name, datatype and shape only.
+    """
     outputs_json: list[dict[str, Any]] = []
     blobs: list[bytes | memoryview] = []
     for output in response.outputs:
@@ -340,7 +364,10 @@ def encode_infer_response(
             "datatype": output.datatype.value,
             "shape": list(output.shape),
         }
-        if binary:
+        if requested is not None and requested.shared_memory is not None and shm is not None:
+            blob = array_to_wire_bytes(output.datatype, output.data)
+            shm.write_output(requested.shared_memory, output.name, blob)
+        elif binary:
             blob = array_to_wire_bytes(output.datatype, output.data)
             entry["parameters"] = {"binary_data_size": len(blob)}
             if len(blob):
@@ -366,3 +393,21 @@ def encode_infer_response(
     ):
         return [header, *blobs], len(header)
     return [header], None
+
+
+def decode_load_parameters(parameters: dict[str, Any]) -> tuple[str | None, dict[str, bytes]]:
+    """The load API's ``config`` (a JSON string) and ``file:<path>`` base64 contents."""
+    config = parameters.get("config")
+    if config is not None and not isinstance(config, str):
+        raise InvalidArgumentError("Unable to parse 'config': expected a JSON string")
+    files: dict[str, bytes] = {}
+    for key, value in parameters.items():
+        if not key.startswith("file:"):
+            continue
+        if not isinstance(value, str):
+            raise InvalidArgumentError(f"Unable to parse '{key[:80]}': expected base64 text")
+        try:
+            files[key[len("file:") :]] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgumentError(f"Unable to parse '{key[:80]}': invalid base64") from None
+    return config, files
