@@ -66,6 +66,27 @@ def label_of(name: str, version: int, instance: str = "") -> str:
     return f"{text} instance '{instance}'" if instance else text
 
 
+# Beyond Triton: ``parameters { key: "naiad_stack_batch" value: { string_value: "true" } }``
+# hands execute() one request whose tensors hold the whole dynamic batch.
+STACK_BATCH_PARAMETER = "naiad_stack_batch"
+
+
+def stack_batch_requested(config: mc.ModelConfig) -> bool:
+    if STACK_BATCH_PARAMETER not in config.parameters:
+        return False
+    value = config.parameters[STACK_BATCH_PARAMETER].string_value.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ModelConfigError(
+            f"model '{config.name}': parameter '{STACK_BATCH_PARAMETER}' must be true or false, "
+            f"got '{value}'"
+        )
+    if value in ("true", "1", "yes", "on") and config.max_batch_size <= 0:
+        raise ModelConfigError(
+            f"model '{config.name}': '{STACK_BATCH_PARAMETER}' needs max_batch_size > 0"
+        )
+    return value in ("true", "1", "yes", "on")
+
+
 class PythonBackend(Backend):
     name = "python"
 
@@ -152,7 +173,9 @@ class PythonBackend(Backend):
             worker.pid,
             worker_spec.interpreter.description,
         )
-        return PythonInstance(worker_spec, worker, done)
+        instance = PythonInstance(worker_spec, worker, done)
+        instance.stacks_batches = stack_batch_requested(config)
+        return instance
 
     @staticmethod
     def _log_verbose() -> int:

@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from naiad.backends.base import ExecuteResult, ExecutionTimes, ModelInstance, now_ns
+from naiad.backends.base import (
+    ExecuteResult,
+    ExecutionTimes,
+    ModelInstance,
+    gather_batch,
+    now_ns,
+    scatter_batch,
+)
 from naiad.backends.python.codec import decode_results, encode_batch
 from naiad.backends.python.runtime._naiad_pb.messages import (
     EXECUTE_DONE,
@@ -36,7 +43,7 @@ from naiad.backends.python.worker_process import (
     forward_log,
 )
 from naiad.errors import ModelLoadError, NaiadError, UnavailableError
-from naiad.inference import InferenceRequest
+from naiad.inference import InferenceRequest, InferInput, RequestedOutput
 
 logger = logging.getLogger("naiad.python")
 
@@ -76,7 +83,8 @@ def start_worker(spec: WorkerSpec) -> tuple[WorkerProcess, InitDoneMsg]:
 
 
 class PythonInstance(ModelInstance):
-    # Requests reach the model one by one (pb_utils has no batched tensors).
+    # Requests reach the model one by one (pb_utils has no batched tensors), unless the
+    # model opts in to stacked batches (the backend sets this from its config).
     stacks_batches = False
 
     def __init__(self, spec: WorkerSpec, worker: WorkerProcess, done: InitDoneMsg) -> None:
@@ -96,6 +104,37 @@ class PythonInstance(ModelInstance):
         self._ready_checked_s = 0.0
         self._watch(worker)
 
+    async def _execute_stacked(
+        self,
+        requests: Sequence[InferenceRequest],
+        output_names: Sequence[str],
+        times: ExecutionTimes,
+    ) -> list[ExecuteResult]:
+        """The stacked-batch opt-in: one request holding the whole batch, split back after.
+
+        The batcher only groups requests whose non-batch shapes match, so every input
+        concatenates along the batch axis; outputs are split back as views.
+        """
+        first = requests[0]
+        stacked = InferenceRequest(
+            model_name=first.model_name,
+            model_version=first.model_version,
+            id=first.id,
+            inputs=[
+                InferInput(name, tensor.datatype, tuple(array.shape), array)
+                for (name, array), tensor in zip(
+                    gather_batch(requests).items(), first.inputs, strict=True
+                )
+            ],
+            outputs=[RequestedOutput(name) for name in output_names],
+            parameters=dict(first.parameters),
+        )
+        (result,) = await self.execute([stacked], output_names, times)
+        if isinstance(result, NaiadError):
+            return [result] * len(requests)
+        sizes = [request.inputs[0].shape[0] for request in requests]
+        return scatter_batch(result, sizes)
+
     @property
     def max_concurrency(self) -> int:
         return ASYNC_MAX_CONCURRENCY if self._is_async else 1
@@ -113,6 +152,8 @@ class PythonInstance(ModelInstance):
         output_names: Sequence[str],
         times: ExecutionTimes,
     ) -> list[ExecuteResult]:
+        if self.stacks_batches and len(requests) > 1:
+            return await self._execute_stacked(requests, output_names, times)
         worker = await self._ready_worker()
         if worker.channel.closed:
             raise UnavailableError(f"{self._spec.label}: lost the connection to its worker")
