@@ -97,3 +97,13 @@ def test_rate_limiter_sizes_implicit_resources_and_checks_explicit_ones() -> Non
     assert limiter.capacity() == {"GPU_MEM": 2, "A": 3}
     with pytest.raises(ModelLoadError, match="allows only 2"):
         limiter.register({"GPU_MEM": 4}, "m3")
+
+
+def test_batch_input_is_a_clear_load_error() -> None:
+    from naiad.core.scheduling.factory import build_scheduler
+    from naiad.core.statistics import ModelStatistics
+
+    config = mc.ModelConfig(name="ragged", backend="onnxruntime", max_batch_size=4)
+    config.batch_input.add(kind=mc.BatchInput.BATCH_ELEMENT_COUNT, target_name=["N"])
+    with pytest.raises(ModelLoadError, match="batch_input / batch_output"):
+        build_scheduler(config, [], ModelStatistics(), None, stacks_batches=True)

@@ -21,6 +21,13 @@ def build_scheduler(
     rate_limiter: RateLimiter | None,
     stacks_batches: bool,
 ) -> Scheduler:
+    if config.batch_input or config.batch_output:
+        # Ragged-batch inputs need backend support; no backend here provides them yet, and
+        # running the model without them would give wrong results, so refuse clearly.
+        raise ModelLoadError(
+            f"model '{config.name}': batch_input / batch_output (ragged batching inputs) are "
+            f"not supported by backend '{config.backend}' on this server"
+        )
     choice = config.WhichOneof("scheduling_choice")
     if choice == "sequence_batching":
         raise ModelLoadError(
