@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -151,6 +152,25 @@ def test_metrics_count_set_and_observe(pb_utils: ModuleType) -> None:
     observed.observe(0.5)
     with pytest.raises(pb_utils.TritonModelException):
         histogram.Metric()  # histograms need buckets
+
+
+def test_metrics_snapshot_reads_back_as_custom_families(pb_utils: ModuleType) -> None:
+    from naiad.backends.python.metrics import families_from_wire
+
+    # The worker's own module (imported as _naiad_pb, not through naiad.*).
+    pb_metrics = sys.modules["_naiad_pb.pb_metrics"]
+    pb_metrics.changed.clear()
+    family = pb_utils.MetricFamily("snap_seconds", "time", pb_utils.MetricFamily.HISTOGRAM)
+    series = family.Metric(labels={"model": "m"}, buckets=[0.1, 1.0])
+    assert pb_metrics.changed.is_set()  # a new series is sent at once
+    series.observe(0.1)  # le="0.1" is inclusive, as in Prometheus
+    series.observe(5.0)
+    families = {f.name: f for f in families_from_wire(pb_metrics.snapshot())}
+    (sample,) = families["snap_seconds"].samples
+    assert families["snap_seconds"].kind == "histogram"
+    assert dict(sample.labels) == {"model": "m"}
+    assert list(sample.buckets) == [0.1, 1.0]
+    assert list(sample.bucket_counts) == [1, 0, 1] and sample.sum == 5.1
 
 
 def test_logger_sends_level_file_and_line(pb_utils: ModuleType) -> None:

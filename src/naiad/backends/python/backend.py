@@ -87,6 +87,27 @@ def stack_batch_requested(config: mc.ModelConfig) -> bool:
     return value in ("true", "1", "yes", "on")
 
 
+# Beyond Triton: ``parameters { key: "naiad_execute_timeout_s" value: { string_value: "30" } }``
+# kills and restarts a worker whose execute runs longer (a hung model); off when absent or 0.
+EXECUTE_TIMEOUT_PARAMETER = "naiad_execute_timeout_s"
+
+
+def execute_timeout_s(config: mc.ModelConfig) -> float | None:
+    if EXECUTE_TIMEOUT_PARAMETER not in config.parameters:
+        return None
+    raw = config.parameters[EXECUTE_TIMEOUT_PARAMETER].string_value.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # NaN, negative, infinite
+        raise ModelConfigError(
+            f"model '{config.name}': parameter '{EXECUTE_TIMEOUT_PARAMETER}' must be a number "
+            f"of seconds >= 0, got '{raw}'"
+        )
+    return value or None
+
+
 class PythonBackend(Backend):
     name = "python"
 
@@ -146,6 +167,7 @@ class PythonBackend(Backend):
                 "{ decoupled: true }) are not supported yet"
             )
         label = label_of(context.name, context.version, spec.name)
+        timeout_s = execute_timeout_s(config)
         init = InitMsg(
             module_file=str(source.module_file),
             module_name=source.module_name,
@@ -175,6 +197,7 @@ class PythonBackend(Backend):
         )
         instance = PythonInstance(worker_spec, worker, done)
         instance.stacks_batches = stack_batch_requested(config)
+        instance.execute_timeout_s = timeout_s
         return instance
 
     @staticmethod

@@ -5,11 +5,15 @@ loop never blocks. A thread per worker waits for the process to end: if it dies 
 the instance is in use (a crash, SIGKILL), the requests it was running fail at once
 with UNAVAILABLE, the instance reports not ready, and the same thread starts and
 initializes a new worker (retrying with back-off), while new requests wait for it.
+With an execute timeout (``naiad_execute_timeout_s``), a batch still running when it
+expires means a hung model: the server fails what that worker was running with
+UNAVAILABLE, kills it, and the same restart follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -26,11 +30,13 @@ from naiad.backends.base import (
     scatter_batch,
 )
 from naiad.backends.python.codec import decode_results, encode_batch
+from naiad.backends.python.metrics import WorkerMetrics
 from naiad.backends.python.runtime._naiad_pb.messages import (
     EXECUTE_DONE,
     INIT_DONE,
     IS_READY_DONE,
     LOG,
+    METRICS,
     InitDoneMsg,
     InitMsg,
     IsReadyMsg,
@@ -86,6 +92,8 @@ class PythonInstance(ModelInstance):
     # Requests reach the model one by one (pb_utils has no batched tensors), unless the
     # model opts in to stacked batches (the backend sets this from its config).
     stacks_batches = False
+    # Seconds a batch may run before its worker counts as hung (None: no limit).
+    execute_timeout_s: float | None = None
 
     def __init__(self, spec: WorkerSpec, worker: WorkerProcess, done: InitDoneMsg) -> None:
         self._spec = spec
@@ -102,6 +110,7 @@ class PythonInstance(ModelInstance):
         self._has_is_ready = done.has_is_ready
         self._model_ready = done.ready
         self._ready_checked_s = 0.0
+        self._metrics = WorkerMetrics(spec.label)
         self._watch(worker)
 
     async def _execute_stacked(
@@ -166,12 +175,17 @@ class PythonInstance(ModelInstance):
         header = encode_batch(batch, requests, output_names, payload)
         future: asyncio.Future[Frame] = loop.create_future()
         self._pending[batch] = future
+        timer = None
+        if self.execute_timeout_s is not None:
+            timer = loop.call_later(self.execute_timeout_s, self._hung, worker)
         try:
             worker.channel.send(header, payload)
             times.compute_input_end_ns = now_ns()
             frame = await future
         finally:
             self._pending.pop(batch, None)
+            if timer is not None:
+                timer.cancel()
         times.compute_output_start_ns = now_ns()
         results = decode_results(frame, len(requests))
         times.compute_end_ns = now_ns()
@@ -238,6 +252,8 @@ class PythonInstance(ModelInstance):
                 future.set_result(frame)
         elif kind == LOG:
             forward_log(frame.header, worker.pid)
+        elif kind == METRICS:
+            self._metrics.update(frame.header.get("families"))
         elif kind == IS_READY_DONE:
             self._model_ready = bool(frame.header.get("ready"))
             if frame.header.get("error"):
@@ -261,7 +277,8 @@ class PythonInstance(ModelInstance):
     def _watch_worker(self, worker: WorkerProcess) -> None:
         code = worker.process.wait()
         with self._lock:
-            if self._state == CLOSED or worker is not self._worker:
+            # A worker killed as hung was taken out of service already (and is gone).
+            if self._state == CLOSED or (worker is not self._worker and not worker.gone):
                 return  # unloaded, or already replaced
             self._state = RESTARTING
             self._worker = None
@@ -280,6 +297,32 @@ class PythonInstance(ModelInstance):
         if not self._call_on_loop(loop, self._worker_gone, worker, error):
             worker.channel.close()
         self._restart()
+
+    def _hung(self, worker: WorkerProcess) -> None:
+        """On the loop: a batch ran past the execute timeout; kill and replace the worker."""
+        if worker.gone:
+            return
+        logger.error(
+            "%s: execute did not finish within %ss; killing the python backend worker (pid %d)",
+            self._spec.label,
+            self.execute_timeout_s,
+            worker.pid,
+        )
+        error = UnavailableError(
+            f"{self._spec.label}: execute did not finish within {self.execute_timeout_s}s "
+            f"(naiad_execute_timeout_s); the python backend worker (pid {worker.pid}) was "
+            "killed and the instance is being restarted"
+        )
+        # Out of service at once (new requests wait for the restart), and its requests
+        # failed first, so the watcher's report of the kill does not replace this error;
+        # the watcher then restarts the instance as after any crash.
+        with self._lock:
+            if self._worker is worker and self._state == READY:
+                self._state = RESTARTING
+                self._worker = None
+        self._worker_gone(worker, error)
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()
 
     def _worker_gone(self, worker: WorkerProcess, error: NaiadError) -> None:
         """On the loop: fail what the dead worker was running (once per worker)."""
@@ -370,6 +413,7 @@ class PythonInstance(ModelInstance):
             self._state = CLOSED
             worker, self._worker = self._worker, None
             loop = self._loop
+        self._metrics.close()
         if loop is not None and not loop.is_closed():
             self._on_loop_and_wait(loop, self._release_loop)
         if worker is not None:

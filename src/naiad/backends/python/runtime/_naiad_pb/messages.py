@@ -26,6 +26,7 @@ EXECUTE_DONE = "execute_done"
 IS_READY_DONE = "is_ready_done"
 FINALIZE_DONE = "finalize_done"
 LOG = "log"
+METRICS = "metrics"
 
 # Tensor descriptor positions.
 T_NAME, T_DATATYPE, T_SHAPE, T_WHERE, T_OFFSET, T_NBYTES = range(6)
@@ -127,6 +128,14 @@ class LogMsg(Message):
     message: str = ""
     file: str = ""
     line: int = 0
+
+
+@dataclass(slots=True)
+class MetricsMsg(Message):
+    """Every custom metric family of the worker (``pb_metrics.snapshot()``), sent on change."""
+
+    KIND: ClassVar[str] = METRICS
+    families: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """``pb_utils.MetricFamily`` and ``Metric``: custom metrics kept inside the worker.
 
 They count, set and observe as Triton's do, with Triton's checks, and ``value()`` reads
-them back. Exporting them on the server's metrics endpoint comes with that endpoint.
+them back. Every change sets ``changed``; the worker's metrics thread then sends a
+``snapshot()`` of all families to the server, which exports it on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from .errors import TritonModelException
 
 _families: dict[str, MetricFamily] = {}
 _lock = threading.Lock()
+# Set by every change; the worker's metrics thread waits on it (no polling when idle).
+changed = threading.Event()
+_KIND_NAMES = ("counter", "gauge", "histogram")
 
 
 class Metric:
@@ -36,12 +40,14 @@ class Metric:
             raise TritonModelException("Counter metrics can only be incremented by >= 0")
         with self._lock:
             self._value += value
+        changed.set()
 
     def set(self, value: float) -> None:
         if self._family.kind != MetricFamily.GAUGE:
             raise TritonModelException("Only gauge metrics can be set")
         with self._lock:
             self._value = float(value)
+        changed.set()
 
     def observe(self, value: float) -> None:
         if self._family.kind != MetricFamily.HISTOGRAM or self._buckets is None:
@@ -49,6 +55,7 @@ class Metric:
         with self._lock:
             self._counts[bisect.bisect_left(self._buckets, value)] += 1
             self._sum += value
+        changed.set()
 
     def value(self) -> float:
         if self._family.kind == MetricFamily.HISTOGRAM:
@@ -104,9 +111,32 @@ class MetricFamily:
             if metric is None:
                 metric = Metric(self, dict(key), list(buckets) if buckets is not None else None)
                 self._metrics[key] = metric
+                changed.set()  # a new series is exported at 0, as in Triton
             return metric
+
+    def _snapshot(self) -> list[Any]:
+        samples = []
+        for metric in list(self._metrics.values()):
+            with metric._lock:
+                samples.append(
+                    [
+                        metric._labels,
+                        metric._value,
+                        metric._buckets or [],
+                        list(metric._counts),
+                        metric._sum,
+                    ]
+                )
+        return [self.name, self.description, _KIND_NAMES[self.kind], samples]
 
 
 def families() -> dict[str, Any]:
     """Every family created in this worker (what an exporter will read)."""
     return dict(_families)
+
+
+def snapshot() -> list[Any]:
+    """Every family and series as JSON values: ``[name, description, kind, samples]``,
+    each sample ``[labels, value, buckets, per-bucket counts (+Inf last), sum]``."""
+    with _lock:
+        return [family._snapshot() for family in _families.values()]

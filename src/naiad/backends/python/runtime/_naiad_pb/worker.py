@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import context
+from . import context, pb_metrics
 from .channel import Channel
 from .errors import TritonModelException
 from .execution import Executor
@@ -40,12 +40,15 @@ from .messages import (
     InitMsg,
     IsReadyDoneMsg,
     LogMsg,
+    MetricsMsg,
 )
 from .model_loader import load_model_class
 from .pb_config import ModelConfig
 from .wire import ChannelClosed, Frame
 
 _ERROR = 40
+# Changes to custom metrics within this long go to the server in one snapshot.
+METRICS_COALESCE_S = 0.05
 
 
 def _dumps(value: Any) -> bytes:
@@ -86,6 +89,22 @@ def _watch_parent() -> None:
         time.sleep(1.0)
         if os.getppid() != parent:
             os._exit(1)
+
+
+def _send_metrics(channel: Channel) -> None:
+    """Send a snapshot of the custom metrics after each burst of changes (a thread).
+
+    A thread waiting on an event costs nothing while nothing changes (a loop task would
+    have to poll); the frame itself still goes out through the loop, like every other.
+    """
+    while True:
+        pb_metrics.changed.wait()
+        time.sleep(METRICS_COALESCE_S)
+        pb_metrics.changed.clear()
+        try:
+            channel.send(MetricsMsg(pb_metrics.snapshot()).to_header())
+        except (OSError, RuntimeError):  # the server is gone, or our loop closed
+            return
 
 
 def main(argv: list[str]) -> int:
@@ -177,6 +196,9 @@ class InstanceWorker:
             init.shm_threshold_bytes,
         )
         self._channel.attach(self._loop, self._on_frame, self._on_close)
+        threading.Thread(
+            target=_send_metrics, args=(self._channel,), name="naiad-metrics", daemon=True
+        ).start()
         code = self._loop.run_until_complete(self._finished)
         if not self._channel.closed:
             self._channel.detach()  # flushes what is still queued
