@@ -42,8 +42,12 @@ class ModelIO:
                 label_filename=label,
             )
 
+        # Sequence control and state inputs are filled by the server, never required of
+        # clients, even when a config also lists them as inputs.
+        filled = {c.name for c in config.sequence_batching.control_input}
+        filled |= {state.input_name for state in config.sequence_batching.state}
         return cls(
-            inputs={t.name: spec(t, t.optional, "") for t in config.input},
+            inputs={t.name: spec(t, t.optional or t.name in filled, "") for t in config.input},
             outputs={t.name: spec(t, False, t.label_filename) for t in config.output},
             max_batch_size=config.max_batch_size,
         )
