@@ -128,7 +128,8 @@ def normalize(config: mc.ModelConfig, source: str) -> None:
     _check_tensors(config.output, "output", config, source)
     if not config.output and config.platform != "ensemble":
         raise ModelConfigError(f"{source}: model '{name}' must specify at least one 'output'")
-    if not config.instance_group:
+    # Ensembles run no instances of their own (their steps have them).
+    if not config.instance_group and config.platform != "ensemble":
         group = config.instance_group.add()
         group.name = name
         group.kind = mc.ModelInstanceGroup.KIND_CPU
