@@ -230,8 +230,72 @@ input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]
 output [ { name: "PID" data_type: TYPE_INT64 dims: [ 1 ] } ]
 """
 
-DECOUPLED_CONFIG = """
-name: "decoupled"
+# Decoupled models after Triton's examples (repeat_int32, square_int32): responses are
+# sent from a thread after execute returns.
+REPEAT = """
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            values = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
+            sender = request.get_response_sender()
+            threading.Thread(target=self._send, args=(values, sender)).start()
+        return None
+
+    def _send(self, values, sender):
+        for index, value in enumerate(values):
+            time.sleep(0.01)  # lets the responses of two requests interleave
+            sender.send(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUT", np.array([value], dtype=np.int32)),
+                pb_utils.Tensor("IDX", np.array([index], dtype=np.uint32)),
+            ]))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+"""
+REPEAT_CONFIG = """
+name: "repeat"
+backend: "python"
+model_transaction_policy { decoupled: true }
+input [ { name: "IN" data_type: TYPE_INT32 dims: [ -1 ] } ]
+output [
+  { name: "OUT" data_type: TYPE_INT32 dims: [ 1 ] },
+  { name: "IDX" data_type: TYPE_UINT32 dims: [ 1 ] }
+]
+"""
+
+SQUARE = """
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for request in requests:
+            count = int(pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()[0])
+            sender = request.get_response_sender()
+            threading.Thread(target=self._send, args=(count, sender)).start()
+
+    def _send(self, count, sender):
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if count < 0:
+            error = pb_utils.TritonError(f"negative count {count}", pb_utils.TritonError.INVALID_ARG)
+            sender.send(pb_utils.InferenceResponse(error=error), flags=final)
+            return
+        for _ in range(count):
+            sender.send(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", np.array([count], dtype=np.int32))]
+            ))
+        sender.send(flags=final)
+"""
+SQUARE_CONFIG = """
+name: "square"
 backend: "python"
 model_transaction_policy { decoupled: true }
 input [ { name: "IN" data_type: TYPE_INT32 dims: [ 1 ] } ]

@@ -9,7 +9,9 @@ leaves the server broken).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import ml_dtypes
@@ -470,10 +472,31 @@ def test_trace_and_log_settings_are_served(client: grpcclient.InferenceServerCli
     assert logs["log_info"]["bool_param"] is True
 
 
-def test_stream_infer_is_unimplemented(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
-    with pytest.raises(grpc.RpcError) as error:
-        list(stub.ModelStreamInfer(iter([pb.ModelInferRequest(model_name="simple")])))
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_stream_infer_of_a_plain_model(client: grpcclient.InferenceServerClient) -> None:
+    # A non-decoupled model streams exactly one final response; an error inside the
+    # stream comes back in it and the stream goes on.
+    results: list[tuple[Any, Any]] = []
+    done = threading.Event()
+
+    def callback(result: Any, error: Any) -> None:
+        results.append((result, error))
+        if len(results) == 2:
+            done.set()
+
+    a, b, inputs = _simple_inputs()
+    client.start_stream(callback=callback)
+    try:
+        client.async_stream_infer("no_such_model", inputs, request_id="bad")
+        client.async_stream_infer("simple", inputs, request_id="good")
+        assert done.wait(10)
+    finally:
+        client.stop_stream()
+    errors = [str(error) for _, error in results if error is not None]
+    assert len(errors) == 1 and "no_such_model" in errors[0]
+    (result,) = [result for result, error in results if error is None]
+    response = result.get_response()
+    assert response.id == "good" and response.parameters["triton_final_response"].bool_param
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
 
 
 # -- bad requests: status code and Triton's wording, then a good request --------------

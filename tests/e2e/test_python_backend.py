@@ -158,7 +158,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_python_model(repo, "parameters", models.PARAMETERS, models.PARAMETERS_CONFIG)
     write_python_model(repo, "async_sleep", models.ASYNC_SLEEP, models.ASYNC_SLEEP_CONFIG)
     write_python_model(repo, "pid", models.PID, models.PID_CONFIG)
-    write_python_model(repo, "decoupled", models.IDENTITY, models.DECOUPLED_CONFIG)
     requirements = write_python_model(
         repo,
         "requirements",
@@ -364,12 +363,6 @@ def test_initialize_failure_makes_the_model_unavailable(
     assert entry["state"] == "UNAVAILABLE"
     assert "ValueError: cannot read the weights of init_fails" in entry["reason"]
     assert not http.is_model_ready("init_fails")
-
-
-def test_decoupled_models_are_refused_clearly(py_server: ServerProcess) -> None:
-    entry = _index(py_server)["decoupled"]
-    assert entry["state"] == "UNAVAILABLE"
-    assert "decoupled models" in entry["reason"] and "not supported yet" in entry["reason"]
 
 
 # -- concurrency and crashes ----------------------------------------------------------

@@ -37,7 +37,7 @@ from naiad.backends.python.runtime._naiad_pb.wire import (
 from naiad.backends.python.sources import ModelSource, python_model_source
 from naiad.backends.python.worker_process import WorkerProcess
 from naiad.config.model_config import config_to_json_dict
-from naiad.errors import ModelConfigError, ModelLoadError, UnsupportedError
+from naiad.errors import ModelConfigError, ModelLoadError
 
 logger = logging.getLogger("naiad.python")
 
@@ -161,11 +161,6 @@ class PythonBackend(Backend):
         self, context: ModelContext, spec: InstanceSpec, source: ModelSource
     ) -> PythonInstance:
         config = context.config
-        if config.model_transaction_policy.decoupled:
-            raise UnsupportedError(
-                f"model '{context.name}': decoupled models (model_transaction_policy "
-                "{ decoupled: true }) are not supported yet"
-            )
         label = label_of(context.name, context.version, spec.name)
         timeout_s = execute_timeout_s(config)
         init = InitMsg(
@@ -184,6 +179,7 @@ class PythonBackend(Backend):
                 "model_name": context.name,
             },
             instance_name=spec.name,
+            decoupled=config.model_transaction_policy.decoupled,
             shared_memory=self._shared_memory,
             shm_threshold_bytes=self._threshold,
         )
@@ -197,7 +193,14 @@ class PythonBackend(Backend):
         )
         instance = PythonInstance(worker_spec, worker, done)
         instance.stacks_batches = stack_batch_requested(config)
+        if instance.stacks_batches and config.model_transaction_policy.decoupled:
+            instance.close()
+            raise ModelConfigError(
+                f"model '{context.name}': '{STACK_BATCH_PARAMETER}' cannot be used by a "
+                "decoupled model"
+            )
         instance.execute_timeout_s = timeout_s
+        instance.decoupled = config.model_transaction_policy.decoupled
         return instance
 
     @staticmethod

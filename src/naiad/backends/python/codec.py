@@ -23,6 +23,7 @@ from naiad.backends.python.runtime._naiad_pb.messages import (
     ExecuteDoneMsg,
     ExecuteMsg,
     RequestMsg,
+    ResponseMsg,
 )
 from naiad.backends.python.runtime._naiad_pb.wire import Frame, PayloadBuilder
 from naiad.errors import ErrorCode, InternalError, error_for_code
@@ -102,17 +103,18 @@ def decode_results(frame: Frame, count: int) -> list[ExecuteResult]:
         raise InternalError(done.error)
     if len(done.responses) != count:
         raise InternalError(f"the python worker answered {len(done.responses)} of {count} requests")
-    results: list[ExecuteResult] = []
-    for response in done.responses:
-        if response.error is not None:
-            code = ErrorCode.__members__.get(response.error.code, ErrorCode.INTERNAL)
-            results.append(error_for_code(code, response.error.message))
-            continue
-        outputs = {}
-        for desc in response.outputs:
-            data = frame.tensor_bytes(desc[T_WHERE], desc[T_OFFSET], desc[T_NBYTES])
-            outputs[desc[T_NAME]] = array_from_bytes(
-                DataType.from_wire(desc[T_DATATYPE]), desc[T_SHAPE], data
-            )
-        results.append(outputs)
-    return results
+    return [decode_response(frame, response) for response in done.responses]
+
+
+def decode_response(frame: Frame, response: ResponseMsg) -> ExecuteResult:
+    """One request's outputs (views of the frame's bytes), or its error."""
+    if response.error is not None:
+        code = ErrorCode.__members__.get(response.error.code, ErrorCode.INTERNAL)
+        return error_for_code(code, response.error.message)
+    outputs = {}
+    for desc in response.outputs:
+        data = frame.tensor_bytes(desc[T_WHERE], desc[T_OFFSET], desc[T_NBYTES])
+        outputs[desc[T_NAME]] = array_from_bytes(
+            DataType.from_wire(desc[T_DATATYPE]), desc[T_SHAPE], data
+        )
+    return outputs

@@ -37,11 +37,13 @@ from naiad.backends.python.runtime._naiad_pb.messages import (
     IS_READY_DONE,
     LOG,
     METRICS,
+    STREAM_RESPONSE,
     InitDoneMsg,
     InitMsg,
     IsReadyMsg,
 )
 from naiad.backends.python.runtime._naiad_pb.wire import Frame, PayloadBuilder
+from naiad.backends.python.streams import OpenStreams
 from naiad.backends.python.worker_process import (
     Interpreter,
     WorkerProcess,
@@ -94,6 +96,8 @@ class PythonInstance(ModelInstance):
     stacks_batches = False
     # Seconds a batch may run before its worker counts as hung (None: no limit).
     execute_timeout_s: float | None = None
+    # model_transaction_policy { decoupled: true }: responses arrive as stream frames.
+    decoupled = False
 
     def __init__(self, spec: WorkerSpec, worker: WorkerProcess, done: InitDoneMsg) -> None:
         self._spec = spec
@@ -111,6 +115,7 @@ class PythonInstance(ModelInstance):
         self._model_ready = done.ready
         self._ready_checked_s = 0.0
         self._metrics = WorkerMetrics(spec.label)
+        self._streams = OpenStreams()
         self._watch(worker)
 
     async def _execute_stacked(
@@ -178,6 +183,8 @@ class PythonInstance(ModelInstance):
         timer = None
         if self.execute_timeout_s is not None:
             timer = loop.call_later(self.execute_timeout_s, self._hung, worker)
+        if self.decoupled:
+            self._streams.open(batch, requests)
         try:
             worker.channel.send(header, payload)
             times.compute_input_end_ns = now_ns()
@@ -187,6 +194,8 @@ class PythonInstance(ModelInstance):
             if timer is not None:
                 timer.cancel()
         times.compute_output_start_ns = now_ns()
+        if self.decoupled:
+            return self._streams.execute_done(frame, len(requests))
         results = decode_results(frame, len(requests))
         times.compute_end_ns = now_ns()
         return results
@@ -250,6 +259,8 @@ class PythonInstance(ModelInstance):
             future = self._pending.get(frame.header["batch"])
             if future is not None and not future.done():
                 future.set_result(frame)
+        elif kind == STREAM_RESPONSE:
+            self._streams.on_response(frame)
         elif kind == LOG:
             forward_log(frame.header, worker.pid)
         elif kind == METRICS:
@@ -336,6 +347,7 @@ class PythonInstance(ModelInstance):
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
+        self._streams.fail_all(error)
 
     def _on_eof(self, worker: WorkerProcess) -> None:
         # The watcher thread reports the death with its exit status; should the process
@@ -429,6 +441,7 @@ class PythonInstance(ModelInstance):
         for future in pending.values():
             if not future.done():
                 future.set_exception(UnavailableError(f"{self._spec.label} was unloaded"))
+        self._streams.fail_all(UnavailableError(f"{self._spec.label} was unloaded"))
 
     @staticmethod
     def _on_loop_and_wait(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

@@ -3,6 +3,11 @@
 A sync ``execute`` runs on the worker's loop thread, one batch at a time (the server
 sends one at a time to such an instance). An ``async def execute`` runs as a task per
 batch, so batches of one instance overlap on the worker's event loop.
+
+Decoupled models answer through each request's response sender: every ``send`` (from
+any thread, before or after ``execute`` returns) goes out at once as a
+``stream_response`` frame; ``execute_done`` then only says that ``execute`` returned
+(or the error that fails every request still open).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from .messages import (
     ExecuteDoneMsg,
     ExecuteMsg,
     ResponseMsg,
+    StreamResponseMsg,
 )
-from .pb_request import InferenceRequest, InferenceResponse
+from .pb_request import InferenceRequest, InferenceResponse, InferenceResponseSender
 from .pb_tensor import Tensor
 from .types import TYPE_TO_WIRE, WIRE_TO_TYPE, array_from_wire, array_to_wire
 from .wire import Frame, PayloadBuilder
@@ -47,8 +53,10 @@ class Executor:
         model_name: str,
         shared_memory: bool,
         shm_threshold_bytes: int,
+        decoupled: bool = False,
     ) -> None:
         self._model = model
+        self._decoupled = decoupled
         self._execute = getattr(model, "execute", None)
         self._channel = channel
         self._instance_name = instance_name
@@ -61,6 +69,9 @@ class Executor:
         message = ExecuteMsg.from_header(frame.header)
         try:
             requests = [self._request(raw, frame) for raw in message.requests]
+            if self._decoupled:
+                for index, request in enumerate(requests):
+                    request._sender = self._stream_sender(message.batch, index, request)
         except Exception as exc:  # a malformed batch is a server bug; say so per batch
             self._fail(message.batch, exc)
             return
@@ -111,7 +122,30 @@ class Executor:
             self._model_name,
         )
 
+    def _stream_sender(
+        self, batch: int, index: int, request: InferenceRequest
+    ) -> InferenceResponseSender:
+        def stream(response: InferenceResponse | None, final: bool) -> None:
+            payload = PayloadBuilder(self._shared_memory, self._threshold)
+            encoded = None if response is None else self._response(request, response, payload)
+            message = StreamResponseMsg(batch, index, encoded, final)
+            self._channel.send(message.to_header(), payload)
+
+        return InferenceResponseSender(stream)
+
     def _reply(self, batch: int, requests: list[InferenceRequest], returned: Any) -> None:
+        if self._decoupled:
+            if returned is not None:
+                self._fail(
+                    batch,
+                    BatchError(
+                        f"Python model '{self._model_name}' is using the decoupled mode and "
+                        "the execute function must return None."
+                    ),
+                )
+                return
+            self._channel.send(ExecuteDoneMsg(batch).to_header())
+            return
         payload = PayloadBuilder(self._shared_memory, self._threshold)
         try:
             responses = self._responses(requests, returned, payload)

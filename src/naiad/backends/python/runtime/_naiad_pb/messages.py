@@ -27,6 +27,8 @@ IS_READY_DONE = "is_ready_done"
 FINALIZE_DONE = "finalize_done"
 LOG = "log"
 METRICS = "metrics"
+# One response of a decoupled model, sent whenever the model calls ``sender.send``.
+STREAM_RESPONSE = "stream_response"
 
 # Tensor descriptor positions.
 T_NAME, T_DATATYPE, T_SHAPE, T_WHERE, T_OFFSET, T_NBYTES = range(6)
@@ -69,6 +71,8 @@ class InitMsg(ModelSourceInfo):
     # Triton's initialize(args), every value a string.
     args: dict[str, str] = field(default_factory=dict)
     instance_name: str = ""
+    # model_transaction_policy { decoupled: true }: responses go out one by one.
+    decoupled: bool = False
     shared_memory: bool = True
     shm_threshold_bytes: int = 0
 
@@ -235,3 +239,34 @@ class ExecuteDoneMsg:
     def from_header(cls, header: dict[str, Any]) -> ExecuteDoneMsg:
         responses = [ResponseMsg.from_wire(r) for r in header["responses"]]
         return cls(header["batch"], responses, header.get("error"))
+
+
+@dataclass(slots=True)
+class StreamResponseMsg:
+    """One response of a decoupled model to request ``index`` of ``batch``.
+
+    ``response`` is None for a flag-only send (``send(flags=FINAL)``); ``final`` closes
+    that request's stream.
+    """
+
+    KIND: ClassVar[str] = STREAM_RESPONSE
+    batch: int
+    index: int
+    response: ResponseMsg | None
+    final: bool
+
+    def to_header(self) -> dict[str, Any]:
+        response = None if self.response is None else self.response.to_wire()
+        return {
+            "k": STREAM_RESPONSE,
+            "batch": self.batch,
+            "index": self.index,
+            "response": response,
+            "final": self.final,
+        }
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any]) -> StreamResponseMsg:
+        raw = header.get("response")
+        response = None if raw is None else ResponseMsg.from_wire(raw)
+        return cls(header["batch"], header["index"], response, bool(header["final"]))

@@ -8,6 +8,8 @@ builds itself (for BLS) can be created and inspected, but running them
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from .errors import TritonError, TritonModelException
@@ -21,7 +23,7 @@ TRITONSERVER_REQUEST_RELEASE_RESCHEDULE = 2
 TRITONSERVER_MEMORY_GPU = 0
 TRITONSERVER_MEMORY_CPU = 1
 
-_NOT_YET = "is not supported by this server yet (BLS and decoupled models come in a later release)"
+_NOT_YET = "is not supported by this server yet"
 
 
 def parameters_to_json(parameters: Any) -> str:
@@ -92,30 +94,54 @@ class InferenceResponse:
 
 
 class InferenceResponseSender:
-    """Sends the response of one request from inside ``execute``.
+    """Sends the responses of one request.
 
     Non-decoupled models may answer through the sender instead of returning the
-    response (then ``execute`` returns None for that request). Sending after
-    ``execute`` has returned is what decoupled models do; that comes later.
+    response (then ``execute`` returns None for that request). Decoupled models send
+    0..N responses from any thread, before or after ``execute`` returns, and close the
+    stream with ``TRITONSERVER_RESPONSE_COMPLETE_FINAL`` (a flag-only send is allowed);
+    each send goes to the server at once through ``stream``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, stream: Callable[[InferenceResponse | None, bool], None] | None = None
+    ) -> None:
         self.response: InferenceResponse | None = None
         self.closed = False
         self.execute_returned = False
+        self._stream = stream
+        # Senders of decoupled models are used from the model's own threads.
+        self._lock = threading.Lock()
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TypeError(f"expected an InferenceResponse, found {type(response)}")
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if self._stream is not None:
+            with self._lock:
+                if self.closed:
+                    raise TritonModelException(
+                        "Unable to send response. Response sender has been closed."
+                    )
+                if response is None and not final:
+                    raise TritonModelException(
+                        "Response cannot be None if the flag is not "
+                        "TRITONSERVER_RESPONSE_COMPLETE_FINAL"
+                    )
+                self.closed = final
+                self._stream(response, final)
+            return
         if self.closed:
             raise TritonModelException("Unable to send response. Response sender has been closed.")
         if self.execute_returned:
-            raise TritonModelException(f"sending a response after execute returned {_NOT_YET}")
+            raise TritonModelException(
+                "a non-decoupled model cannot send a response after execute returned"
+            )
         if response is not None:
-            if not isinstance(response, InferenceResponse):
-                raise TypeError(f"expected an InferenceResponse, found {type(response)}")
             if self.response is not None:
                 raise TritonModelException("Non-decoupled model cannot send more than one response")
             self.response = response
-        if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+        if final:
             self.closed = True
 
     def is_cancelled(self) -> bool:

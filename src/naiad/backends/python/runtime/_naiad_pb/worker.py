@@ -194,6 +194,7 @@ class InstanceWorker:
             init.args.get("model_name", ""),
             init.shared_memory,
             init.shm_threshold_bytes,
+            init.decoupled,
         )
         self._channel.attach(self._loop, self._on_frame, self._on_close)
         threading.Thread(
