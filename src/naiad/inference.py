@@ -7,6 +7,7 @@ a numpy array (BYTES as an ``object`` array of ``bytes``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,9 @@ class InferenceRequest:
     # None: the client named no outputs, so every output in the config is returned.
     outputs: list[RequestedOutput] | None = None
     parameters: dict[str, ParameterValue] = field(default_factory=dict)
+    # Set by the core's streaming path: decoupled backends call it once per response
+    # with (outputs by name, an error, or None for a flag-only send; final flag).
+    response_sink: Callable[[Any, bool], None] | None = None
 
     def input_map(self) -> dict[str, InferInput]:
         return {tensor.name: tensor for tensor in self.inputs}

@@ -18,7 +18,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from naiad.backends.base import Backend, InstanceSpec, ModelContext, ModelInstance
 from naiad.backends.registry import BackendRegistry
+from naiad.config.ensemble import plan_ensemble
 from naiad.config.model_config import DEFAULT_CONFIG_NAME, normalize, read_config, resolve_backend
+from naiad.core.ensemble import EnsembleScheduler, StepResolver
 from naiad.core.model import ModelState, ModelVersion, failure_reason
 from naiad.core.scheduling.base import InstanceSlot
 from naiad.core.scheduling.factory import build_scheduler
@@ -51,6 +53,8 @@ class ModelLoader:
     def __init__(self, registry: BackendRegistry, settings: LoaderSettings) -> None:
         self._registry = registry
         self._settings = settings
+        # Set by the model manager: how an ensemble finds its step models at request time.
+        self.step_resolver: StepResolver | None = None
 
     @property
     def settings(self) -> LoaderSettings:
@@ -84,12 +88,32 @@ class ModelLoader:
         newest_first = [versions[v] for v in sorted(versions, reverse=True)]
         resolve_backend(config, newest_first, source)
         if config.platform == "ensemble":
-            raise ModelLoadError(f"model '{name}': ensembles are not supported by this server yet")
+            # No backend: nothing to auto-complete, and the steps are checked here.
+            normalize(config, source)
+            plan_ensemble(config, source)
+            return config
         backend = self._registry.get(config.backend)
         if self._settings.auto_complete_config:
             backend.auto_complete_config(config, model_dir, newest_first)
         normalize(config, source)
         return config
+
+    def step_models(self, model_dir: Path, override: mc.ModelConfig | None) -> list[str] | None:
+        """The models an ensemble's steps name (None: not an ensemble), read without checks.
+
+        The manager loads these before the ensemble; a config that does not parse is
+        reported by the load itself, so here it just counts as no ensemble.
+        """
+        config = override
+        if config is None:
+            path = config_path(model_dir, self._settings.config_name)
+            try:
+                config = read_config(path.parent, path.name)
+            except NaiadError:
+                return None
+        if config is None or config.platform != "ensemble":
+            return None
+        return list(dict.fromkeys(s.model_name for s in config.ensemble_scheduling.step))
 
     def load(
         self, name: str, model_dir: Path, override: mc.ModelConfig | None = None
@@ -97,6 +121,8 @@ class ModelLoader:
         """Load every version the policy selects; a version that fails is UNAVAILABLE."""
         config = self.load_config(name, model_dir, override)
         chosen = select_versions(config, version_dirs(model_dir), str(model_dir))
+        if config.platform == "ensemble":
+            return [self._load_ensemble(config, model_dir, name, v) for v in chosen]
         backend = self._registry.get(config.backend)
         return [self._load_version(backend, config, model_dir, name, v) for v in chosen]
 
@@ -124,6 +150,7 @@ class ModelLoader:
                 model.stats,
                 self._settings.rate_limiter,
                 stacks_batches=getattr(instances[0], "stacks_batches", True),
+                model_dir=model_dir,
             )
             model.passive_instances = [i for i in instances if i not in model.scheduler.instances]
         except NaiadError as exc:
@@ -136,6 +163,17 @@ class ModelLoader:
             model.state = ModelState.UNAVAILABLE
             model.reason = f"Internal: {type(exc).__name__}: {exc}"
             logger.exception("failed to load '%s' version %d", name, version)
+        return model
+
+    def _load_ensemble(
+        self, config: mc.ModelConfig, model_dir: Path, name: str, version: int
+    ) -> ModelVersion:
+        """An ensemble version: no instances, a scheduler that calls the step models."""
+        if self.step_resolver is None:
+            raise ModelLoadError(f"model '{name}': ensembles need a model manager to run")
+        model = ModelVersion(name=name, version=version, config=config, model_dir=model_dir)
+        steps = plan_ensemble(config, str(model_dir))
+        model.scheduler = EnsembleScheduler(config, steps, self.step_resolver, model.stats)
         return model
 
     def create_slots(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import logging
 import re
@@ -132,6 +133,8 @@ class ModelManager:
         # Blocking, run at the start of each poll: brings remote roots' local copies up to date.
         self._refresh = refresh
         self._loader = loader
+        # Ensembles find their step models through this manager at request time.
+        loader.step_resolver = self.get
         self.settings = settings or ManagerSettings()
         self._records: dict[str, ModelRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -162,11 +165,26 @@ class ModelManager:
                     for n in sorted(names - found)
                 ]
                 wanted = [location for location in locations if location.name in names]
-        results = await asyncio.gather(
-            *(self._load(location.name, location.path) for location in wanted),
+        # Ensembles load after the models their steps need, one by one (they are cheap,
+        # and an ensemble of ensembles loads its inner ensembles first).
+        kinds = [await self._in_thread(self._loader.step_models, x.path, None) for x in wanted]
+        models = [x for x, steps in zip(wanted, kinds, strict=True) if steps is None]
+        ensembles = [x for x, steps in zip(wanted, kinds, strict=True) if steps is not None]
+        results: list[object] = await asyncio.gather(
+            *(self._load(location.name, location.path) for location in models),
             return_exceptions=True,
         )
-        for location, result in zip(wanted, results, strict=True):
+        for location in ensembles:
+            record = self._records.get(location.name)
+            if record is not None and record.ready_versions():
+                results.append(None)  # loaded already, as a step of an earlier ensemble
+                continue
+            try:
+                await self._load(location.name, location.path)
+                results.append(None)
+            except NaiadError as exc:
+                results.append(exc)
+        for location, result in zip(models + ensembles, results, strict=True):
             if isinstance(result, BaseException):
                 failures.append(f"'{location.name}': {result}")
         if self.settings.control_mode is ModelControlMode.POLL:
@@ -309,7 +327,10 @@ class ModelManager:
         model_dir: Path,
         override: mc.ModelConfig | None = None,
         override_dir: Path | None = None,
+        chain: frozenset[str] = frozenset(),
     ) -> None:
+        # Outside this model's lock and load slot: the steps' loads need both.
+        missing_step = await self._load_steps(name, model_dir, override, chain | {name})
         async with self._lock(name), self._load_slots:
             logger.info("loading '%s'", name)
             record = self._records.get(name)
@@ -323,6 +344,8 @@ class ModelManager:
                 record.fingerprint = fingerprint
                 return
             try:
+                if missing_step is not None:
+                    raise missing_step
                 versions = await self._load_versions(name, model_dir, override)
             except NaiadError as exc:
                 reason = failure_reason(exc)
@@ -360,6 +383,55 @@ class ModelManager:
             self._retire(old, previous_override)
             if not ready:
                 raise InternalError(reasons)
+
+    async def _load_steps(
+        self, name: str, model_dir: Path, override: mc.ModelConfig | None, chain: frozenset[str]
+    ) -> NaiadError | None:
+        """Before an ensemble loads, make sure its step models are loaded.
+
+        A step being loaded is waited for; one never loaded (or, in explicit mode, not
+        loaded now) is loaded first. Returns Triton's error for a step still without a
+        ready version, which fails the ensemble's load.
+        """
+        steps = await self._in_thread(self._loader.step_models, model_dir, override)
+        for step in steps or []:
+            lock = self._lock(step)
+            if lock.locked():
+                async with lock:  # a load of the step is under way: let it finish
+                    pass
+            record = self._records.get(step)
+            if record is not None and record.ready_versions():
+                continue
+            explicit = self.settings.control_mode is ModelControlMode.EXPLICIT
+            if step in chain or (record is not None and not explicit):
+                continue
+            location = await self._locate(step)
+            if location is None:
+                return InvalidArgumentError(
+                    f"ensemble '{name}' depends on '{step}' which is not found in the model "
+                    "repository"
+                )
+            # A failure is in the step's own record; the check below fails the ensemble.
+            with contextlib.suppress(NaiadError):
+                await self._load(step, location.path, chain=chain)
+        for step in steps or []:
+            record = self._records.get(step)
+            if record is None or not record.ready_versions():
+                return InvalidArgumentError(
+                    f"ensemble '{name}' depends on '{step}' which has no loaded version(s)"
+                )
+        return None
+
+    def dependents(self, name: str) -> list[str]:
+        """Loaded ensembles with a step that runs ``name`` (for ``unload_dependents``)."""
+        found = []
+        for record in self._records.values():
+            for model in record.ready_versions():
+                steps = model.config.ensemble_scheduling.step
+                if model.config.platform == "ensemble" and any(s.model_name == name for s in steps):
+                    found.append(record.name)
+                    break
+        return sorted(found)
 
     async def _load_versions(
         self, name: str, model_dir: Path, override: mc.ModelConfig | None

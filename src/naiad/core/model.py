@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from naiad.core.statistics import (
     ComputeDurations,
     ModelStatistics,
 )
+from naiad.core.streaming import StreamItem, decoupled_stream
 from naiad.core.validation import validate_request
 from naiad.errors import ErrorCode, InternalError, NaiadError, UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse, InferOutput, RequestedOutput
@@ -161,6 +162,53 @@ class ModelVersion:
         if trace is not None:
             trace.end_model(completion.times, response.outputs)
         return response
+
+    # -- streaming (core/streaming.py) -------------------------------------------------
+
+    @property
+    def decoupled(self) -> bool:
+        return self.config.model_transaction_policy.decoupled
+
+    async def infer_stream(self, request: InferenceRequest) -> AsyncIterator[StreamItem]:
+        """The responses to ``request``: one final for a non-decoupled model, 0..N else.
+
+        Errors before the model runs (validation, unloaded) raise; errors after that
+        come as items.
+        """
+        if not self.decoupled:
+            yield StreamItem(await self.infer(request), None, True)
+            return
+        self._in_flight += 1
+        try:
+            async for item in decoupled_stream(self, request):
+                yield item
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    def requested_outputs(self, request: InferenceRequest) -> Sequence[RequestedOutput]:
+        return request.outputs if request.outputs is not None else self._all_outputs
+
+    def respond(
+        self,
+        request: InferenceRequest,
+        requested: Sequence[RequestedOutput],
+        result: dict[str, np.ndarray],
+        partial: bool = False,
+    ) -> InferenceResponse:
+        """A response from a backend's result; ``partial``: outputs it lacks are left out
+        (a decoupled model's responses may each carry some of the outputs)."""
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self.version_str,
+            id=request.id,
+            outputs=[
+                self._output(output, result)
+                for output in requested
+                if not partial or output.name in result
+            ],
+        )
 
     def record_rejected(self) -> None:
         """Count a request to this version that failed before reaching it (bad wire data)."""

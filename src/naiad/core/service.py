@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -19,6 +20,7 @@ from naiad.core.manager import IndexEntry, ModelControlMode, ModelManager
 from naiad.core.model import ModelVersion
 from naiad.core.shared_memory import SharedMemoryRegistry
 from naiad.core.statistics import REJECTED
+from naiad.core.streaming import StreamItem
 from naiad.errors import NaiadError, UnavailableError
 from naiad.inference import InferenceRequest, InferenceResponse
 
@@ -181,9 +183,12 @@ class InferenceService:
         await self.manager.load(name, config_json, files)
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
-        # Without ensembles no model has dependents, so unload_dependents changes nothing yet.
         self._require_explicit_mode()
+        # Dependents are the loaded ensembles that run the model as a step (Triton's meaning).
+        dependents = self.manager.dependents(name) if unload_dependents else []
         await self.manager.unload(name)
+        for dependent in dependents:
+            await self.manager.unload(dependent)
 
     # -- inference -------------------------------------------------------------------
 
@@ -216,6 +221,27 @@ class InferenceService:
         self._in_flight += 1
         try:
             return await model.infer(request)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def infer_stream(self, request: InferenceRequest) -> AsyncIterator[StreamItem]:
+        """Streamed inference (core/streaming.py): errors before the model runs raise;
+        later ones come as items; the last item is final."""
+        if self._shutting_down:
+            raise UnavailableError("Server is shutting down and no longer accepts inferences")
+        model = self.manager.get(request.model_name, request.model_version)
+        if self._max_inflight and self._in_flight >= self._max_inflight:
+            model.stats.record_failure(0, REJECTED)
+            raise UnavailableError(
+                f"Server has its maximum of {self._max_inflight} inference requests in "
+                "flight (--max-inflight-requests); retry later"
+            )
+        self._in_flight += 1
+        try:
+            async for item in model.infer_stream(request):
+                yield item
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle is not None:

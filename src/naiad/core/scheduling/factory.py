@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -10,6 +11,7 @@ from naiad.core.scheduling.base import InstanceSlot, Scheduler
 from naiad.core.scheduling.default import DefaultScheduler
 from naiad.core.scheduling.dynamic_batcher import DynamicBatcher
 from naiad.core.scheduling.rate_limiter import RateLimiter
+from naiad.core.scheduling.sequence_batcher import SequenceBatcher
 from naiad.core.statistics import ModelStatistics
 from naiad.errors import ModelLoadError
 
@@ -20,6 +22,7 @@ def build_scheduler(
     stats: ModelStatistics,
     rate_limiter: RateLimiter | None,
     stacks_batches: bool,
+    model_dir: Path | None = None,
 ) -> Scheduler:
     if config.batch_input or config.batch_output:
         # Ragged-batch inputs need backend support; no backend here provides them yet, and
@@ -30,12 +33,13 @@ def build_scheduler(
         )
     choice = config.WhichOneof("scheduling_choice")
     if choice == "sequence_batching":
-        raise ModelLoadError(
-            f"model '{config.name}': sequence batching is not supported by this server yet"
-        )
+        # model_dir locates initial_state data files; sequences bypass the rate limiter.
+        return SequenceBatcher(slots, config, stats, model_dir)
     if choice == "ensemble_scheduling":
+        # Ensembles get core.ensemble.EnsembleScheduler from the loader; only a config
+        # that has steps without platform "ensemble" gets here.
         raise ModelLoadError(
-            f"model '{config.name}': ensembles are not supported by this server yet"
+            f"model '{config.name}': 'ensemble_scheduling' requires platform 'ensemble'"
         )
     if choice == "dynamic_batching" and config.max_batch_size > 0:
         # Backends that concatenate requests cannot mix ragged shapes, so for them a

@@ -10,6 +10,7 @@ except that ModelInfer uses the zero-copy (de)serializers of :mod:`.wire`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -31,6 +32,7 @@ from naiad.frontends.grpc.observability_rpcs import (
     start_trace,
     trace_setting,
 )
+from naiad.frontends.grpc.stream import StreamSession
 from naiad.frontends.grpc.wire import (
     InferRequestMessage,
     InferResponseMessage,
@@ -130,7 +132,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         message = request.message
         # Triton resolves the model before it reads any tensor, so an unknown model or
         # version is reported as such even when the tensors are malformed too.
-        self._service.model_config(message.model_name, message.model_version)
+        config = self._service.model_config(message.model_name, message.model_version)
+        if config.model_transaction_policy.decoupled:
+            raise UnsupportedError(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy"
+            )
         trace = start_trace(self._observability, context, message.model_name)
         try:
             # The session holds the shared memory regions the request names until its
@@ -149,9 +155,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         finally:
             finish_trace(trace)
 
-    ModelStreamInfer = _unsupported(
-        "ModelStreamInfer", "streaming inference needs decoupled models; use ModelInfer"
-    )
+    async def ModelStreamInfer(
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Bidirectional: requests run concurrently, errors come back in the stream.
+        async for response in StreamSession(self._service).run(request_iterator, context):
+            yield response
 
     @reporting_errors
     async def ModelStatistics(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from naiad.frontends.http.codec import (
 )
 from naiad.frontends.http.errors import http_status
 from naiad.frontends.http.observability_routes import log_settings, start_trace, trace_setting
+from naiad.frontends.http.streaming import SSE_HEADERS, generate, infer_events, send_stream
 from naiad.frontends.statistics import statistics_message
 from naiad.observability.trace_context import CURRENT_TRACE
 from naiad.security.access import AccessPolicy
@@ -82,17 +83,20 @@ class HttpError(Exception):
 
 
 class Response:
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status", "stream")
 
     def __init__(
         self,
         status: int = 200,
         body: list[bytes | memoryview] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        stream: AsyncIterator[bytes] | None = None,
     ) -> None:
         self.status = status
         self.body = body or []
         self.headers = headers or []
+        # Server-sent events: chunks sent as they come, without a content-length.
+        self.stream = stream
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -144,6 +148,9 @@ class HttpApp:
         trace.finish()
 
     async def _send(self, send: Send, response: Response) -> None:
+        if response.stream is not None:
+            await send_stream(send, response.status, response.headers, response.stream)
+            return
         length = sum(len(part) for part in response.body)
         headers = [*response.headers, (b"content-length", str(length).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -197,10 +204,12 @@ class HttpApp:
                 _require(method, "GET", "POST")
                 body = await self._json_body(scope, receive) if method == "POST" else None
                 return json_response(trace_setting(self.observability, self.service, name, body))
-            _require(method, "POST")
-            raise UnsupportedError(
-                f"the generate extension ('{action}') is not available on this server"
-            )
+            _require(method, "POST")  # generate, generate_stream
+            body = await self._json_body(scope, receive)
+            result = await generate(self.service, name, version, body, action == "generate_stream")
+            if isinstance(result, dict):
+                return json_response(result)
+            return Response(200, headers=list(SSE_HEADERS), stream=result)
         if path == "/v2":
             _require(method, "GET")
             meta = self.service.server_metadata()
@@ -276,7 +285,18 @@ class HttpApp:
 
     async def _infer(self, scope: Scope, receive: Receive, name: str, version: str) -> Response:
         # Triton looks the model up before reading the body: unknown models fail first.
-        self.service.manager.get(name, version)
+        if self.service.manager.get(name, version).decoupled:
+            if b"text/event-stream" in (_header(scope, b"accept") or "").encode():
+                body = await self._read(scope, receive)
+                with self.service.shared_memory.session() as shm:
+                    request, _ = decode_infer_request(
+                        name, version, body, None, self.settings.max_json_depth, shm
+                    )
+                events = await infer_events(self.service, request)
+                return Response(200, headers=list(SSE_HEADERS), stream=events)
+            raise UnsupportedError(
+                "HTTP end point doesn't support models with decoupled transaction policy"
+            )
         trace = start_trace(self.observability, scope, name)
         with self._counting_rejects(name, version):
             body = await self._read(scope, receive)
