@@ -60,7 +60,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             start = time.monotonic()
-            time.sleep(0.3)
+            time.sleep(0.2)
             value = pb_utils.get_input_tensor_by_name(request, "IN").as_numpy()
             stamps = [np.array([start], np.float64), np.array([time.monotonic()], np.float64)]
             responses.append(pb_utils.InferenceResponse([
@@ -322,11 +322,16 @@ def test_diamond_branches_overlap_and_statistics(server: ServerProcess) -> None:
         ends = [result.as_numpy(f"{b}_END")[0] for b in "BC"]
         # Each branch started before the other ended: they ran at the same time.
         assert max(starts) < min(ends), (starts, ends)
+        # Both 200 ms branches fit in well under two sleeps, by the models' own clocks.
+        assert max(ends) - min(starts) < 0.4, (starts, ends)
     after = counts()
     for name in ("diamond", "add_one", "branch_b", "branch_c", "join"):
         assert after[name] - before.get(name, 0) == 2, name
     ensemble = grpc.get_inference_statistics("diamond").model_stats[0]
     assert ensemble.inference_stats.fail.count == 0
+    # The server's own record: the whole pipeline took about one sleep, not two.
+    compute = ensemble.inference_stats.compute_infer
+    assert compute.ns / compute.count < 0.4e9, compute
     assert ensemble.inference_count >= 2
 
 

@@ -10,6 +10,7 @@ manager runs warmup and marks them READY.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,12 @@ class ModelLoader:
             raise ModelLoadError(f"model '{name}': ensembles need a model manager to run")
         model = ModelVersion(name=name, version=version, config=config, model_dir=model_dir)
         steps = plan_ensemble(config, str(model_dir))
+        # An ensemble with a decoupled step streams 0..N responses, so it is served (and
+        # its config reported) as decoupled. Its steps are loaded before it.
+        for step in steps:
+            with contextlib.suppress(NaiadError):
+                if self.step_resolver(step.model_name, step.model_version).decoupled:
+                    config.model_transaction_policy.decoupled = True
         model.scheduler = EnsembleScheduler(config, steps, self.step_resolver, model.stats)
         return model
 

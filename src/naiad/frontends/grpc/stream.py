@@ -1,7 +1,10 @@
 """``ModelStreamInfer``: Triton's bidirectional streaming inference RPC.
 
 Every request read from the stream runs concurrently with the others; their responses
-are written in the order they are produced. Each streamed response carries the
+are written in the order they are produced. Requests of one sequence still reach the
+sequence batcher in arrival order: tasks start in creation order and nothing between
+reading a request and the scheduler's enqueue awaits (keep it so, or order per sequence
+here; tests/e2e/test_sequence_stream.py fails otherwise). Each streamed response carries the
 ``triton_final_response`` parameter; a flag-only final (a decoupled model closing a
 request without a response) is sent as an empty response only when the request asked
 for it (``triton_enable_empty_final_response``). A failed request answers with
