@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import uvicorn
 
+from naiad.backends.python import bls as python_bls
 from naiad.backends.registry import BackendRegistry
 from naiad.config.settings import ServerSettings
 from naiad.core.loader import LoaderSettings, ModelLoader
@@ -105,6 +106,8 @@ class NaiadServer:
             max_inflight_requests=security.max_inflight_requests,
             extra_extensions=self.observability.frontends.extensions(),
         )
+        # Python models' BLS calls (pb_utils InferenceRequest.exec) go through this service.
+        python_bls.set_service(self.service)
         self._grpc_server: grpc.aio.Server | None = None
         self._http_policy = self._grpc_policy = AccessPolicy()
         self._http_tls: TlsFiles | None = None

@@ -29,9 +29,11 @@ from naiad.backends.base import (
     now_ns,
     scatter_batch,
 )
+from naiad.backends.python.bls import BlsServer
 from naiad.backends.python.codec import decode_results, encode_batch
 from naiad.backends.python.metrics import WorkerMetrics
 from naiad.backends.python.runtime._naiad_pb.messages import (
+    BLS_REQUEST,
     EXECUTE_DONE,
     INIT_DONE,
     IS_READY_DONE,
@@ -116,6 +118,7 @@ class PythonInstance(ModelInstance):
         self._ready_checked_s = 0.0
         self._metrics = WorkerMetrics(spec.label)
         self._streams = OpenStreams()
+        self._bls = BlsServer(spec.init.shared_memory, spec.init.shm_threshold_bytes)
         self._watch(worker)
 
     async def _execute_stacked(
@@ -261,6 +264,8 @@ class PythonInstance(ModelInstance):
                 future.set_result(frame)
         elif kind == STREAM_RESPONSE:
             self._streams.on_response(frame)
+        elif kind == BLS_REQUEST:
+            self._bls.handle(worker.channel, frame)
         elif kind == LOG:
             forward_log(frame.header, worker.pid)
         elif kind == METRICS:

@@ -7,9 +7,7 @@ public names under Triton's module name.
 
 from __future__ import annotations
 
-from typing import Any
-
-from _naiad_pb import context
+from _naiad_pb import bls, context
 from _naiad_pb.errors import TritonError, TritonModelException
 from _naiad_pb.pb_config import (
     ModelConfig,
@@ -43,24 +41,24 @@ from _naiad_pb.pb_request import (
 from _naiad_pb.pb_tensor import Tensor
 from _naiad_pb.types import TRITON_STRING_TO_NUMPY
 
-_LATER = "is not supported by this server yet (model management from models comes later)"
-
 
 def get_model_dir() -> str:
     """The directory of the model's version (where its ``model.py`` is), as in Triton."""
     return context.model_dir
 
 
-def load_model(model_name: str, config: str = "", files: Any = None) -> None:
-    raise TritonModelException(f"pb_utils.load_model {_LATER}")
+def load_model(model_name: str, config: str = "", files: dict[str, bytes] | None = None) -> None:
+    """Load (or reload) a model of the server; explicit model control mode only."""
+    bls.control("load", model_name, config=config, files=dict(files or {}))
 
 
 def unload_model(model_name: str, unload_dependents: bool = False) -> None:
-    raise TritonModelException(f"pb_utils.unload_model {_LATER}")
+    """Unload a model of the server; explicit model control mode only."""
+    bls.control("unload", model_name, unload_dependents=unload_dependents)
 
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:
-    raise TritonModelException(f"pb_utils.is_model_ready {_LATER}")
+    return bls.control("ready", model_name, model_version=model_version).ready
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import threading
 from collections import deque
@@ -185,6 +186,45 @@ class Channel:
         self._deliver()
         if error is not None:
             self._closed(error)
+
+    def pump_until(self, done: Callable[[], bool], take: Callable[[Frame], bool]) -> None:
+        """Drive the socket from the loop's thread while the loop itself cannot run.
+
+        A blocking BLS call inside a sync ``execute`` holds the loop's thread: read and
+        write here until ``done()``. ``take`` handles a frame at once (True) or leaves it,
+        in order, for the loop to deliver afterwards.
+        """
+        left: list[Frame] = []
+        try:
+            while not done():
+                if self.closed:
+                    raise ChannelClosed("the server closed the channel")
+                writers = [self.sock] if self._pending else []
+                readable, writable, _ = select.select([self.sock], writers, [], 1.0)
+                if writable:
+                    self._flush()
+                if not readable:
+                    continue
+                error: BaseException | None = None
+                try:
+                    for _ in range(_READS_PER_CALLBACK):
+                        self._reader.read_once(self.sock)
+                except BlockingIOError:
+                    pass
+                except (ChannelClosed, OSError) as exc:
+                    error = exc
+                frames = self._reader.frames
+                while frames:
+                    frame = frames.popleft()
+                    if not take(frame):
+                        left.append(frame)
+                if error is not None:
+                    self._closed(error)
+        finally:
+            if left:
+                self._reader.frames.extendleft(reversed(left))
+                if self._loop is not None:
+                    self._loop.call_soon(self._deliver)
 
     def _deliver(self) -> None:
         frames = self._reader.frames

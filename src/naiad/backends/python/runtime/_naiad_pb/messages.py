@@ -19,6 +19,8 @@ AUTO_COMPLETE = "auto_complete"
 EXECUTE = "execute"
 IS_READY = "is_ready"
 FINALIZE = "finalize"
+# The answer to a BLS call: one response (``final`` ends the call), or a control result.
+BLS_RESPONSE = "bls_response"
 # Worker -> server.
 INIT_DONE = "init_done"
 AUTO_COMPLETE_DONE = "auto_complete_done"
@@ -29,6 +31,8 @@ LOG = "log"
 METRICS = "metrics"
 # One response of a decoupled model, sent whenever the model calls ``sender.send``.
 STREAM_RESPONSE = "stream_response"
+# BLS: run a request on any model of the server, or load / unload / ask about a model.
+BLS_REQUEST = "bls_request"
 
 # Tensor descriptor positions.
 T_NAME, T_DATATYPE, T_SHAPE, T_WHERE, T_OFFSET, T_NBYTES = range(6)
@@ -270,3 +274,36 @@ class StreamResponseMsg:
         raw = header.get("response")
         response = None if raw is None else ResponseMsg.from_wire(raw)
         return cls(header["batch"], header["index"], response, bool(header["final"]))
+
+
+@dataclass(slots=True)
+class BlsRequestMsg(Message):
+    """A BLS call from the model (worker -> server), answered by ``bls_response`` frames.
+
+    ``op`` is ``infer`` (``request`` is a ``RequestMsg`` wire list; ``decoupled``: stream
+    every response), or ``load`` / ``unload`` / ``ready`` (model management).
+    """
+
+    KIND: ClassVar[str] = BLS_REQUEST
+    call: int = 0
+    op: str = "infer"
+    model_name: str = ""
+    model_version: str = ""
+    request: list[Any] | None = None
+    decoupled: bool = False
+    config: str = ""
+    # load_model's files: name -> base64 text (JSON carries no bytes).
+    files: dict[str, str] = field(default_factory=dict)
+    unload_dependents: bool = False
+
+
+@dataclass(slots=True)
+class BlsResponseMsg(Message):
+    """One answer to BLS call ``call``: a ``ResponseMsg`` wire list (None for a flag-only
+    final), ``final`` when the call is over, and ``ready`` for ``is_model_ready``."""
+
+    KIND: ClassVar[str] = BLS_RESPONSE
+    call: int = 0
+    response: list[Any] | None = None
+    final: bool = True
+    ready: bool = False

@@ -1,8 +1,8 @@
 """``pb_utils.InferenceRequest``, ``InferenceResponse`` and the response sender.
 
 Requests the model receives are built by the worker from the wire; requests a model
-builds itself (for BLS) can be created and inspected, but running them
-(``exec``/``async_exec``) arrives with BLS in a later release.
+builds itself run on other models of the server with ``exec`` / ``async_exec`` (BLS,
+see ``bls``).
 """
 
 from __future__ import annotations
@@ -253,8 +253,16 @@ class InferenceRequest:
             raise TritonModelException(f"request rescheduling {_NOT_YET}")
         self._release_flags = flags
 
-    def exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonModelException(f"InferenceRequest.exec (BLS) {_NOT_YET}")
+    def exec(self, decoupled: bool = False) -> Any:
+        """Run this request on ``model_name`` (BLS, blocking): its response, or with
+        ``decoupled=True`` an iterator of responses. Model errors come back as
+        ``response.error()``, as in Triton."""
+        from . import bls
 
-    async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonModelException(f"InferenceRequest.async_exec (BLS) {_NOT_YET}")
+        return bls.execute(self, decoupled)
+
+    async def async_exec(self, decoupled: bool = False) -> Any:
+        """``exec`` for ``async def execute``: awaitable, other requests run meanwhile."""
+        from . import bls
+
+        return await bls.execute_async(self, decoupled)

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import context, pb_metrics
+from . import bls, context, pb_metrics
 from .channel import Channel
 from .errors import TritonModelException
 from .execution import Executor
@@ -168,6 +168,7 @@ class InstanceWorker:
         asyncio.set_event_loop(self._loop)
         self._model: Any = None
         self._executor: Executor | None = None
+        self._bls: bls.BlsClient | None = None
         self._finished: asyncio.Future[int] = self._loop.create_future()
 
     def run(self) -> int:
@@ -197,6 +198,9 @@ class InstanceWorker:
             init.decoupled,
         )
         self._channel.attach(self._loop, self._on_frame, self._on_close)
+        bls.client = self._bls = bls.BlsClient(
+            self._channel, self._loop, init.shared_memory, init.shm_threshold_bytes
+        )
         threading.Thread(
             target=_send_metrics, args=(self._channel,), name="naiad-metrics", daemon=True
         ).start()
@@ -227,6 +231,8 @@ class InstanceWorker:
         if kind == EXECUTE:
             assert self._executor is not None
             self._executor.handle(frame)
+        elif self._bls is not None and self._bls.on_frame(frame):
+            pass
         elif kind == IS_READY:
             self._loop.create_task(self._is_ready())
         elif kind == FINALIZE:
