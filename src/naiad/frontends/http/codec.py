@@ -77,7 +77,11 @@ def parse_json(buffer: bytes | memoryview, max_depth: int) -> dict[str, Any]:
         raise InvalidArgumentError(
             "failed to parse the request JSON buffer: the request must be a JSON object"
         )
-    if not _json_depth_ok(value, max_depth):
+    # Nesting needs one bracket per level, so a document with no more brackets than the
+    # limit cannot exceed it; counting bytes in C skips the walk for ordinary requests
+    # (the walk cost about 7 % of an in-process request to a small model).
+    raw = buffer if isinstance(buffer, bytes) else bytes(buffer)  # a memcpy, far below parsing
+    if raw.count(b"[") + raw.count(b"{") > max_depth and not _json_depth_ok(value, max_depth):
         raise InvalidArgumentError(
             f"JSON nesting depth exceeds maximum allowed limit ({max_depth})"
         )
