@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
@@ -193,35 +194,44 @@ class Plan:
     retries: int
 
 
+# A point still disturbed after its retries: where it is stored, and how to measure it again.
+Pending = tuple[list[Measurement], int, Callable[[], Measurement]]
+
+
 def run(plan: Plan) -> Results:
     results = Results()
     model = onnx_models.mlp(SIZES)
     x = np.random.default_rng(0).standard_normal((1, SIZES[0])).astype(np.float32)
     cpu = {"process": process_cpu_seconds, "machine": machine_busy_seconds}
 
-    def measure_ort(name: str, session: ort.InferenceSession, concurrency: int) -> Measurement:
-        return steady(
-            lambda: closed_loop(
-                name, ort_request(session, x), concurrency, plan.warmup_s, plan.duration_s, cpu
-            ),
-            plan.retries,
-        )
+    def ort_point(
+        name: str, make_session: Callable[[], ort.InferenceSession], concurrency: int
+    ) -> Callable[[], Measurement]:
+        def measure() -> Measurement:
+            # A fresh session per attempt: no idle thread pool of an earlier one stays around.
+            requests = ort_request(make_session(), x)
+            return closed_loop(name, requests, concurrency, plan.warmup_s, plan.duration_s, cpu)
 
+        return measure
+
+    def record(target: list[Measurement], measure: Callable[[], Measurement]) -> None:
+        target.append(steady(measure, plan.retries))
+        if plan.retries > 0 and others_cores(target[-1]) > DISTURBED_CORES:
+            pending.append((target, len(target) - 1, measure))
+
+    pending: list[Pending] = []
     print("raw ONNX Runtime (in process, no server running)", flush=True)
-    session = default_session(model)
-    (expected,) = session.run(["OUTPUT0"], {"INPUT0": x})
+    (expected,) = default_session(model).run(["OUTPUT0"], {"INPUT0": x})
     for concurrency in plan.concurrency:
-        results.raw.append(measure_ort("raw ORT, default options", session, concurrency))
+        name = "raw ORT, default options"
+        record(results.raw, ort_point(name, lambda: default_session(model), concurrency))
     for threads in (1, 2):
-        results.context.append(
-            measure_ort(
-                f"raw ORT, intra_op_num_threads={threads}", session_with_threads(model, threads), 1
-            )
-        )
-    results.context.append(
-        measure_ort("raw ORT, Naiad's session options", naiad_like_session(model), 1)
-    )
-    del session
+        name = f"raw ORT, intra_op_num_threads={threads}"
+        make_session = functools.partial(session_with_threads, model, threads)
+        record(results.context, ort_point(name, make_session, 1))
+    name = "raw ORT, Naiad's session options"
+    record(results.context, ort_point(name, lambda: naiad_like_session(model), 1))
+    raw_pending, pending = pending, []
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-") as tmp:
         repository = write_repository(Path(tmp) / "models", model)
@@ -235,15 +245,29 @@ def run(plan: Plan) -> Results:
                 check_output(protocol, url, x, expected)
                 points = results.naiad.setdefault(protocol, [])
                 for concurrency in plan.concurrency:
-                    measure = _naiad_point(plan, protocol, url, x, concurrency, readers)
-                    points.append(steady(measure, plan.retries))
+                    record(points, _naiad_point(plan, protocol, url, x, concurrency, readers))
+            late_retries(pending)
         results.server_exit = server.process.returncode if server.process else None
         results.server_log_problems = [
             line
             for line in server.lines
             if any(word in line for word in ("ERROR", "Error", "Traceback", "WARNING", "warning"))
         ]
+    late_retries(raw_pending)
     return results
+
+
+def late_retries(pending: list[Pending]) -> None:
+    """Measure still-disturbed points once more, minutes later; keep the less disturbed.
+
+    A neighbour's load comes in bursts, so a later attempt often misses one that back-to-back
+    retries did not. Raw ORT points are retried after the server has stopped.
+    """
+    for target, index, measure in pending:
+        print(f"  (later attempt for: {target[index].name}, c={target[index].concurrency})")
+        again = steady(measure, 0)
+        if others_cores(again) < others_cores(target[index]):
+            target[index] = again
 
 
 def _naiad_point(
