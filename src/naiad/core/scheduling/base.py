@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from naiad.backends.base import ExecuteResult, ExecutionTimes, ModelInstance
+from naiad.backends.base import ExecuteResult, ExecutionTimes, ModelInstance, now_ns
+from naiad.errors import InternalError, NaiadError
 from naiad.inference import InferenceRequest
+
+logger = logging.getLogger("naiad.scheduler")
 
 if TYPE_CHECKING:
     from naiad.core.scheduling.default import InstancePool
@@ -31,6 +35,55 @@ class Completion:
     result: ExecuteResult
     queue_ns: int
     times: ExecutionTimes
+
+
+def fill_times(times: ExecutionTimes, start_ns: int, end_ns: int) -> None:
+    """Backends that stamp nothing are charged the whole execution as inference."""
+    if not times.compute_start_ns:
+        times.compute_start_ns = start_ns
+    if not times.compute_input_end_ns:
+        times.compute_input_end_ns = times.compute_start_ns
+    if not times.compute_end_ns:
+        times.compute_end_ns = end_ns
+    if not times.compute_output_start_ns:
+        times.compute_output_start_ns = times.compute_end_ns
+
+
+@dataclass(slots=True)
+class BatchRun:
+    """One execution of a batch: a result per request, and when it ran."""
+
+    results: list[ExecuteResult]
+    times: ExecutionTimes
+    start_ns: int
+
+
+async def run_batch(
+    instance: ModelInstance,
+    requests: Sequence[InferenceRequest],
+    output_names: Sequence[str],
+    model_name: str,
+) -> BatchRun:
+    """Execute a batch for a batching scheduler: failures become every request's result.
+
+    A backend error fails the batch's requests, never the scheduler that runs them.
+    """
+    times = ExecutionTimes()
+    start_ns = now_ns()
+    results: list[ExecuteResult]
+    try:
+        results = await instance.execute(requests, output_names, times)
+        if len(results) != len(requests):
+            raise InternalError(
+                f"model '{model_name}' returned {len(results)} results for {len(requests)} requests"
+            )
+    except NaiadError as exc:
+        results = [exc] * len(requests)
+    except Exception as exc:
+        logger.exception("model '%s' failed executing a batch", model_name)
+        results = [InternalError(f"{type(exc).__name__}: {exc}")] * len(requests)
+    fill_times(times, start_ns, now_ns())
+    return BatchRun(results, times, start_ns)
 
 
 class Scheduler(abc.ABC):

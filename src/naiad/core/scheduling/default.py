@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 
 from naiad.backends.base import ExecutionTimes, now_ns
-from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler
+from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler, fill_times
 from naiad.core.scheduling.rate_limiter import RateLimiter
 from naiad.core.statistics import ComputeDurations, ModelStatistics
 from naiad.inference import InferenceRequest
@@ -97,18 +97,6 @@ class DefaultScheduler(Scheduler):
             (result,) = await slot.instance.execute([request], output_names, times)
         finally:
             self._pool.release(slot)
-        _fill_times(times, start_ns, now_ns())
+        fill_times(times, start_ns, now_ns())
         self._stats.record_execution(max(1, batch_size), ComputeDurations.from_times(times))
         return Completion(result, start_ns - queued_ns, times)
-
-
-def _fill_times(times: ExecutionTimes, start_ns: int, end_ns: int) -> None:
-    """Backends that stamp nothing are charged the whole execution as inference."""
-    if not times.compute_start_ns:
-        times.compute_start_ns = start_ns
-    if not times.compute_input_end_ns:
-        times.compute_input_end_ns = times.compute_start_ns
-    if not times.compute_end_ns:
-        times.compute_end_ns = end_ns
-    if not times.compute_output_start_ns:
-        times.compute_output_start_ns = times.compute_end_ns

@@ -21,15 +21,14 @@ from collections.abc import Sequence
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from naiad.backends.base import ExecutionTimes, now_ns
-from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler
-from naiad.core.scheduling.default import InstancePool, _fill_times
+from naiad.backends.base import now_ns
+from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler, run_batch
+from naiad.core.scheduling.default import InstancePool
 from naiad.core.scheduling.queue import Pending, PriorityQueue
 from naiad.core.scheduling.rate_limiter import RateLimiter
 from naiad.core.statistics import ComputeDurations, ModelStatistics
 from naiad.errors import (
     CancelledError,
-    InternalError,
     InvalidArgumentError,
     NaiadError,
     UnavailableError,
@@ -183,27 +182,15 @@ class DynamicBatcher(Scheduler):
                 await asyncio.wait_for(self._arrival.wait(), remaining_s)
 
     async def _execute(self, slot: InstanceSlot, batch: list[Pending]) -> None:
-        times = ExecutionTimes()
-        start_ns = now_ns()
         names = _union_outputs(batch)
         try:
-            results = await slot.instance.execute([p.request for p in batch], names, times)
-            if len(results) != len(batch):
-                raise InternalError(
-                    f"model '{self._name}' returned {len(results)} results for {len(batch)} requests"
-                )
-        except NaiadError as exc:
-            results = [exc] * len(batch)
-        except Exception as exc:  # a backend bug fails this batch, not the batcher
-            logger.exception("model '%s' failed executing a batch", self._name)
-            results = [InternalError(f"{type(exc).__name__}: {exc}")] * len(batch)
+            run = await run_batch(slot.instance, [p.request for p in batch], names, self._name)
         finally:
             self._pool.release(slot)
-        _fill_times(times, start_ns, now_ns())
         total = sum(p.batch_size for p in batch)
-        self._stats.record_execution(total, ComputeDurations.from_times(times))
-        for pending, result in zip(batch, results, strict=True):
-            self._finish(pending, Completion(result, start_ns - pending.enqueued_ns, times))
+        self._stats.record_execution(total, ComputeDurations.from_times(run.times))
+        for pending, result in zip(batch, run.results, strict=True):
+            self._finish(pending, Completion(result, run.start_ns - pending.enqueued_ns, run.times))
 
     def _finish(self, pending: Pending, outcome: Completion | NaiadError) -> None:
         if not self._preserve_ordering:

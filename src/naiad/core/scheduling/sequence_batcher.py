@@ -31,12 +31,11 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from naiad.backends.base import ExecuteResult, ExecutionTimes, now_ns
-from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler
-from naiad.core.scheduling.default import _fill_times
+from naiad.backends.base import now_ns
+from naiad.core.scheduling.base import Completion, InstanceSlot, Scheduler, run_batch
 from naiad.core.scheduling.sequence_controls import SequenceControls, SequenceId
 from naiad.core.statistics import ComputeDurations, ModelStatistics
-from naiad.errors import CancelledError, InternalError, InvalidArgumentError, NaiadError
+from naiad.errors import CancelledError, InvalidArgumentError, NaiadError
 from naiad.inference import InferenceRequest
 
 logger = logging.getLogger("naiad.sequence")
@@ -296,21 +295,8 @@ class SequenceBatcher(Scheduler):
         names = list(
             dict.fromkeys([n for p in batch for n in p.output_names] + self._state_outputs)
         )
-        times = ExecutionTimes()
-        start_ns = now_ns()
-        results: list[ExecuteResult]
-        try:
-            results = await lane.slot.instance.execute(requests, names, times)
-            if len(results) != len(batch):
-                raise InternalError(
-                    f"model '{self._name}' returned {len(results)} results for {len(batch)} requests"
-                )
-        except NaiadError as exc:
-            results = [exc] * len(batch)
-        except Exception as exc:  # a backend bug fails this batch, not the batcher
-            logger.exception("model '%s' failed executing a batch", self._name)
-            results = [InternalError(f"{type(exc).__name__}: {exc}")] * len(batch)
-        _fill_times(times, start_ns, now_ns())
+        run = await run_batch(lane.slot.instance, requests, names, self._name)
+        times, start_ns, results = run.times, run.start_ns, run.results
         self._stats.record_execution(len(batch), ComputeDurations.from_times(times))
         for sequence, pending, result in zip(sequences, batch, results, strict=True):
             if isinstance(result, dict):
