@@ -68,6 +68,9 @@ class InferenceRequest:
     # Set by the core's streaming path: decoupled backends call it once per response
     # with (outputs by name, an error, or None for a flag-only send; final flag).
     response_sink: Callable[[Any, bool], None] | None = None
+    # Set by a backend that can tell its model the client went away: the core calls it
+    # when the request is cancelled (gRPC cancel, HTTP disconnect, stream closed early).
+    cancel_hook: Callable[[], None] | None = None
 
     def input_map(self) -> dict[str, InferInput]:
         return {tensor.name: tensor for tensor in self.inputs}

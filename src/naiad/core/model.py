@@ -146,6 +146,8 @@ class ModelVersion:
                 outputs=[self._output(output, result) for output in requested],
             )
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and request.cancel_hook is not None:
+                request.cancel_hook()  # the client went away: tell the model
             self.stats.record_failure(now_ns() - start_ns, _request_failure(exc, stage))
             if trace is not None:
                 trace.end_model(times)

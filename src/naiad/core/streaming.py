@@ -78,28 +78,36 @@ async def decoupled_stream(
             observer(model, size, request_ns, completion.queue_ns, compute)
 
     task.add_done_callback(executed)
-    while True:
-        item = await queue.get()
-        if item is _DONE:
-            error = None if task.cancelled() else task.exception()
-            if error is None:
-                continue  # execute returned; responses may still come
-            if isinstance(error, NaiadError):
-                yield StreamItem(None, error, True)
-                return
-            raise error
-        result, final = item
-        if isinstance(result, NaiadError):
-            yield StreamItem(None, result, final)
-        elif result is None:
-            if final:
-                yield StreamItem(model.respond(request, requested, {}, True), None, True, True)
-        else:
-            try:
-                response = model.respond(request, requested, result, partial=True)
-            except NaiadError as exc:
-                yield StreamItem(None, exc, final)
+    # Ends before the final response only when the consumer went away (a closed
+    # stream, a cancelled call) or the batch failed: the model may stop early.
+    finished = False
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                error = None if task.cancelled() else task.exception()
+                if error is None:
+                    continue  # execute returned; responses may still come
+                if isinstance(error, NaiadError):
+                    yield StreamItem(None, error, True)
+                    return
+                raise error
+            result, final = item
+            if isinstance(result, NaiadError):
+                yield StreamItem(None, result, final)
+            elif result is None:
+                if final:
+                    yield StreamItem(model.respond(request, requested, {}, True), None, True, True)
             else:
-                yield StreamItem(response, None, final)
-        if final:
-            return
+                try:
+                    response = model.respond(request, requested, result, partial=True)
+                except NaiadError as exc:
+                    yield StreamItem(None, exc, final)
+                else:
+                    yield StreamItem(response, None, final)
+            if final:
+                finished = True
+                return
+    finally:
+        if not finished and request.cancel_hook is not None:
+            request.cancel_hook()

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from naiad.backends.base import (
@@ -40,6 +41,7 @@ from naiad.backends.python.runtime._naiad_pb.messages import (
     LOG,
     METRICS,
     STREAM_RESPONSE,
+    CancelMsg,
     InitDoneMsg,
     InitMsg,
     IsReadyMsg,
@@ -183,6 +185,8 @@ class PythonInstance(ModelInstance):
         header = encode_batch(batch, requests, output_names, payload)
         future: asyncio.Future[Frame] = loop.create_future()
         self._pending[batch] = future
+        for index, request in enumerate(requests):
+            request.cancel_hook = partial(self._cancel, worker, batch, index)
         timer = None
         if self.execute_timeout_s is not None:
             timer = loop.call_later(self.execute_timeout_s, self._hung, worker)
@@ -202,6 +206,14 @@ class PythonInstance(ModelInstance):
         results = decode_results(frame, len(requests))
         times.compute_end_ns = now_ns()
         return results
+
+    @staticmethod
+    def _cancel(worker: WorkerProcess, batch: int, index: int) -> None:
+        """On the loop: the client of request ``index`` of ``batch`` went away."""
+        if worker.gone or worker.channel.closed:
+            return
+        with contextlib.suppress(OSError):
+            worker.channel.send(CancelMsg(batch, index).to_header())
 
     def is_ready(self) -> bool:
         self._bind_loop()

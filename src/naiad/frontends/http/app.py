@@ -7,6 +7,7 @@ error becomes ``{"error": "..."}`` with Triton's status for its kind.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -36,8 +37,10 @@ from naiad.frontends.http.codec import (
 )
 from naiad.frontends.http.errors import http_status
 from naiad.frontends.http.observability_routes import log_settings, start_trace, trace_setting
+from naiad.frontends.http.protocol import CANCELLED_KEY, TASK_KEY
 from naiad.frontends.http.streaming import SSE_HEADERS, generate, infer_events, send_stream
 from naiad.frontends.statistics import statistics_message
+from naiad.inference import InferenceRequest, InferenceResponse
 from naiad.observability.trace_context import CURRENT_TRACE
 from naiad.security.access import AccessPolicy
 
@@ -128,6 +131,15 @@ class HttpApp:
             return
         try:
             response = await self._dispatch(scope, receive)
+        except asyncio.CancelledError:
+            if not scope.get(CANCELLED_KEY):
+                raise
+            # The client dropped the connection mid-inference (protocol.py cancelled
+            # us): nobody is left to answer.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return
         except NaiadError as exc:
             response = json_response({"error": exc.message}, http_status(exc.code))
             if isinstance(exc, UnsupportedEncodingError):
@@ -317,7 +329,7 @@ class HttpApp:
                     name, version, body, self.service.model_metadata(name, version)
                 )
             binary_default = True
-            response = await self.service.infer(request)
+            response = await self._cancellable_infer(scope, request)
             parts, json_length = encode_infer_response(response, binary_default)
         else:
             # The session holds the shared memory regions the request names until its
@@ -327,7 +339,7 @@ class HttpApp:
                     request, binary_default = decode_infer_request(
                         name, version, body, header_length, self.settings.max_json_depth, shm
                     )
-                response = await self.service.infer(request)
+                response = await self._cancellable_infer(scope, request)
                 parts, json_length = encode_infer_response(response, binary_default, shm)
         headers: list[tuple[bytes, bytes]] = []
         if json_length is None:
@@ -341,6 +353,16 @@ class HttpApp:
             parts = [compress(parts, encoding)]
             headers.append((b"content-encoding", encoding.encode()))
         return Response(200, parts, headers)
+
+    async def _cancellable_infer(
+        self, scope: Scope, request: InferenceRequest
+    ) -> InferenceResponse:
+        """``service.infer``, cancelled should the client drop the connection meanwhile."""
+        scope[TASK_KEY] = asyncio.current_task()
+        try:
+            return await self.service.infer(request)
+        finally:
+            del scope[TASK_KEY]
 
     async def _repository(self, scope: Scope, receive: Receive, match: re.Match[str]) -> Response:
         if match.group(1) is not None:

@@ -10,6 +10,9 @@ the parser reports them:
   many tiny chunks cost per-chunk work and memory);
 - time to read one request, headers and body (slowloris): 408 past ``read_timeout_s``.
 
+A connection lost while an inference runs cancels the task awaiting it (the app puts
+that task in the scope under ``TASK_KEY``), so the model sees ``is_cancelled()``.
+
 A refusal is written straight to the transport and the connection is closed, as
 uvicorn answers malformed requests; the app's pending ``receive`` then sees a
 disconnect and its task ends.
@@ -28,6 +31,9 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CHUNKS = 65536  # Triton's kMaxChunkedChunks
 DEFAULT_READ_TIMEOUT_S = 60.0
 _LINGER_S = 2.0  # how long a refused connection drains before it is closed
+# Scope keys shared with app.py: the task awaiting an inference, and that we cancelled it.
+TASK_KEY = "naiad.infer_task"
+CANCELLED_KEY = "naiad.cancelled"
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -81,6 +87,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            task: asyncio.Task[Any] | None = scope.get(TASK_KEY)
+            if task is not None and not task.done():
+                scope[CANCELLED_KEY] = True
+                task.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

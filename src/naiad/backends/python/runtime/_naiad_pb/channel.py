@@ -226,6 +226,32 @@ class Channel:
                 if self._loop is not None:
                     self._loop.call_soon(self._deliver)
 
+    def poll(self, take: Callable[[Frame], bool]) -> None:
+        """Read what the socket holds now, without blocking, from the loop's thread.
+
+        For a sync ``execute`` that holds the loop: ``take`` handles a frame at once
+        (True) or leaves it, in order, for the loop to deliver afterwards.
+        """
+        if self.closed or self._loop is None or threading.get_ident() != self._loop_thread:
+            return
+        error: BaseException | None = None
+        try:
+            for _ in range(_READS_PER_CALLBACK):
+                self._reader.read_once(self.sock)
+        except BlockingIOError:
+            pass
+        except (ChannelClosed, OSError) as exc:
+            error = exc
+        frames = self._reader.frames
+        if frames:
+            left = [frame for frame in frames if not take(frame)]
+            frames.clear()
+            frames.extend(left)
+            if left:
+                self._loop.call_soon(self._deliver)
+        if error is not None:
+            self._closed(error)
+
     def _deliver(self) -> None:
         frames = self._reader.frames
         while frames and self._on_frame is not None:

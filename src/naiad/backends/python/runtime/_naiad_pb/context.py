@@ -20,3 +20,6 @@ def _stderr_sink(level: int, message: str, file: str, line: int) -> None:
 model_dir = ""
 log_verbose = 0
 log_sink: LogSink = _stderr_sink
+# Reads cancel messages that wait in the socket while a sync ``execute`` holds the
+# worker's loop (set by the executor); ``is_cancelled()`` calls it.
+poll_cancel: Callable[[], None] | None = None

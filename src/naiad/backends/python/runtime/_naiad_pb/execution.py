@@ -8,6 +8,11 @@ Decoupled models answer through each request's response sender: every ``send`` (
 any thread, before or after ``execute`` returns) goes out at once as a
 ``stream_response`` frame; ``execute_done`` then only says that ``execute`` returned
 (or the error that fails every request still open).
+
+A ``cancel`` frame (the client went away) marks its request cancelled while the batch
+is live: until ``execute`` answers, or for a decoupled batch until every request's
+final response went out. A sync ``execute`` holds the loop, so ``is_cancelled()``
+reads waiting cancel frames from the socket itself (``poll``).
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from . import context
 from .channel import Channel
 from .errors import TritonModelException
 from .messages import (
+    CANCEL,
     T_DATATYPE,
     T_NAME,
     T_NBYTES,
     T_OFFSET,
     T_SHAPE,
     T_WHERE,
+    CancelMsg,
     ErrorInfo,
     ExecuteDoneMsg,
     ExecuteMsg,
@@ -64,6 +71,33 @@ class Executor:
         self._shared_memory = shared_memory
         self._threshold = shm_threshold_bytes
         self._tasks: set[asyncio.Task[None]] = set()
+        # Batches whose requests a cancel frame may still reach.
+        self._live: dict[int, list[InferenceRequest]] = {}
+        context.poll_cancel = self.poll
+
+    def cancel(self, header: dict[str, Any]) -> None:
+        message = CancelMsg.from_header(header)
+        requests = self._live.get(message.batch)
+        if requests is not None and 0 <= message.index < len(requests):
+            requests[message.index]._cancel()
+
+    def poll(self) -> None:
+        """Handle cancel frames waiting in the socket (a sync ``execute`` holds the loop)."""
+        self._channel.poll(self._take_cancel)
+
+    def _take_cancel(self, frame: Frame) -> bool:
+        if frame.header.get("k") != CANCEL:
+            return False
+        self.cancel(frame.header)
+        return True
+
+    def _release_if_done(self, batch: int) -> None:
+        """A decoupled batch is over once execute returned and every request is final."""
+        requests = self._live.get(batch)
+        if requests is not None and all(
+            r._sender is None or (r._sender.closed and r._sender.execute_returned) for r in requests
+        ):
+            self._live.pop(batch, None)
 
     def handle(self, frame: Frame) -> None:
         message = ExecuteMsg.from_header(frame.header)
@@ -75,6 +109,7 @@ class Executor:
         except Exception as exc:  # a malformed batch is a server bug; say so per batch
             self._fail(message.batch, exc)
             return
+        self._live[message.batch] = requests
         if self._execute is None:
             self._fail(
                 message.batch,
@@ -130,6 +165,8 @@ class Executor:
             encoded = None if response is None else self._response(request, response, payload)
             message = StreamResponseMsg(batch, index, encoded, final)
             self._channel.send(message.to_header(), payload)
+            if final:
+                self._release_if_done(batch)
 
         return InferenceResponseSender(stream)
 
@@ -144,8 +181,13 @@ class Executor:
                     ),
                 )
                 return
+            for request in requests:
+                if request._sender is not None:
+                    request._sender.execute_returned = True
+            self._release_if_done(batch)
             self._channel.send(ExecuteDoneMsg(batch).to_header())
             return
+        self._live.pop(batch, None)
         payload = PayloadBuilder(self._shared_memory, self._threshold)
         try:
             responses = self._responses(requests, returned, payload)
@@ -214,4 +256,5 @@ class Executor:
         )
         trace = "".join(traceback.format_exception(exc)).rstrip()
         context.log_sink(_ERROR, f"{message}\n{trace}", "execution.py", 0)
+        self._live.pop(batch, None)
         self._channel.send(ExecuteDoneMsg(batch, [], message).to_header())

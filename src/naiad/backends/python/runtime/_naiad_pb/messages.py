@@ -21,6 +21,8 @@ IS_READY = "is_ready"
 FINALIZE = "finalize"
 # The answer to a BLS call: one response (``final`` ends the call), or a control result.
 BLS_RESPONSE = "bls_response"
+# The client of request ``index`` of ``batch`` went away: ``is_cancelled()`` turns true.
+CANCEL = "cancel"
 # Worker -> server.
 INIT_DONE = "init_done"
 AUTO_COMPLETE_DONE = "auto_complete_done"
@@ -274,6 +276,15 @@ class StreamResponseMsg:
         raw = header.get("response")
         response = None if raw is None else ResponseMsg.from_wire(raw)
         return cls(header["batch"], header["index"], response, bool(header["final"]))
+
+
+@dataclass(slots=True)
+class CancelMsg(Message):
+    """Request ``index`` of ``batch`` was cancelled by its client (server -> worker)."""
+
+    KIND: ClassVar[str] = CANCEL
+    batch: int = 0
+    index: int = 0
 
 
 @dataclass(slots=True)

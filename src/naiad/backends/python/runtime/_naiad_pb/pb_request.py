@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import context
 from .errors import TritonError, TritonModelException
 from .pb_tensor import Tensor
 
@@ -109,6 +110,7 @@ class InferenceResponseSender:
         self.response: InferenceResponse | None = None
         self.closed = False
         self.execute_returned = False
+        self._cancelled = False
         self._stream = stream
         # Senders of decoupled models are used from the model's own threads.
         self._lock = threading.Lock()
@@ -145,7 +147,9 @@ class InferenceResponseSender:
             self.closed = True
 
     def is_cancelled(self) -> bool:
-        return False
+        if not self._cancelled and context.poll_cancel is not None:
+            context.poll_cancel()
+        return self._cancelled
 
 
 class InferenceRequest:
@@ -183,6 +187,7 @@ class InferenceRequest:
         self._trace = trace or InferenceTrace()
         self._sender: InferenceResponseSender | None = None
         self._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        self._cancelled = False
 
     @classmethod
     def _incoming(
@@ -210,6 +215,7 @@ class InferenceRequest:
         request._trace = InferenceTrace()
         request._sender = None
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL
+        request._cancelled = False
         return request
 
     def inputs(self) -> list[Tensor]:
@@ -242,11 +248,19 @@ class InferenceRequest:
     def get_response_sender(self) -> InferenceResponseSender:
         if self._sender is None:
             self._sender = InferenceResponseSender()
+            self._sender._cancelled = self._cancelled
         return self._sender
 
     def is_cancelled(self) -> bool:
-        # Cancellation reaches models in a later release; until then nothing is cancelled.
-        return False
+        """True once the client cancelled the request (gRPC cancel, HTTP disconnect)."""
+        if not self._cancelled and context.poll_cancel is not None:
+            context.poll_cancel()
+        return self._cancelled
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        if self._sender is not None:
+            self._sender._cancelled = True
 
     def set_release_flags(self, flags: int) -> None:
         if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:

@@ -29,6 +29,7 @@ from .errors import TritonModelException
 from .execution import Executor
 from .messages import (
     AUTO_COMPLETE,
+    CANCEL,
     EXECUTE,
     FINALIZE,
     INIT,
@@ -231,6 +232,9 @@ class InstanceWorker:
         if kind == EXECUTE:
             assert self._executor is not None
             self._executor.handle(frame)
+        elif kind == CANCEL:
+            assert self._executor is not None
+            self._executor.cancel(frame.header)
         elif self._bls is not None and self._bls.on_frame(frame):
             pass
         elif kind == IS_READY:
