@@ -21,6 +21,7 @@ import tritonclient.http as httpclient
 from onnx import TensorProto, helper
 from tritonclient.utils import InferenceServerException
 
+from tests.python_models import write_python_model
 from tests.repository import write_model
 from tests.server_process import ServerProcess
 
@@ -113,12 +114,37 @@ state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_INT32 
 """
 
 
+# The python twin of the state model: the server hands it STATE_IN and keeps STATE_OUT.
+PYTHON_STATE_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            value = pb_utils.get_input_tensor_by_name(request, "INPUT").as_numpy()
+            state = pb_utils.get_input_tensor_by_name(request, "STATE_IN").as_numpy()
+            total = (value + state).astype("int32")
+            responses.append(
+                pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUTPUT", total), pb_utils.Tensor("STATE_OUT", total)]
+                )
+            )
+        return responses
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("sequence")
     write_model(root, "seq_direct", _config("seq_direct", DIRECT), _ready_start_model())
     write_model(root, "seq_oldest", _config("seq_oldest", OLDEST), _corrid_model())
     write_model(root, "seq_state", _config("seq_state", STATE), _state_model())
+    python_state = _config("seq_state_py", STATE).replace(
+        'backend: "onnxruntime"', 'backend: "python"'
+    )
+    write_python_model(root, "seq_state_py", PYTHON_STATE_MODEL, python_state)
     one_slot = _config("seq_one_slot", DIRECT, max_batch_size=1)
     write_model(root, "seq_one_slot", one_slot, _ready_start_model())
     with ServerProcess([root]) as process:
@@ -201,14 +227,17 @@ def test_sequences_interleaved(server: ServerProcess, protocol: str, model: str)
         assert results[index] == _expected(model, sequence_id, 100 * (index + 1))
 
 
+@pytest.mark.parametrize("model", ["seq_state", "seq_state_py"])
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_implicit_state_accumulates_and_restarts(server: ServerProcess, protocol: str) -> None:
+def test_implicit_state_accumulates_and_restarts(
+    server: ServerProcess, protocol: str, model: str
+) -> None:
     for _ in range(2):  # the second START begins again from the initial state (zero)
         outputs = [
             _infer(
                 server,
                 protocol,
-                "seq_state",
+                model,
                 value,
                 sequence_id=77,
                 sequence_start=value == 1,
