@@ -466,7 +466,7 @@ def render(
         "numpy 2)",
         f"- Reproduce: `{command}`",
         "",
-        "**The machine was shared** with other engineers running tests during this run. The "
+        "**The machine may be shared** with other work (tests, other benchmarks) during a run. The "
         "numbers are noisy: compare the ratios, not the absolute rates, and give little weight "
         "to points marked (disturbed). This is one run, not a best of several.",
         "",
