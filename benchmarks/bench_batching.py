@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from bench_onnx import SIZES, cpu_text, default_session, machine, ort_request, steady
 from loadgen import (
     Measurement,
     RequestFn,
+    TritonCall,
     closed_loop,
     machine_busy_seconds,
     perf_analyzer,
@@ -52,24 +51,6 @@ MODELS = {
     # No added delay: batches form from what queues while the instance is busy.
     "mlp_batched": "dynamic_batching { max_queue_delay_microseconds: 0 }",
 }
-
-
-class Call:
-    """One client (one per load thread); calling it sends one batch-1 inference."""
-
-    def __init__(self, protocol: str, url: str, model: str, x: np.ndarray) -> None:
-        self.model = model
-        module = httpclient if protocol == "http" else grpcclient
-        self.client = module.InferenceServerClient(url)
-        tensor = module.InferInput("INPUT0", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        self.inputs = [tensor]
-
-    def __call__(self) -> object:
-        return self.client.infer(self.model, self.inputs)
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     def requests(
                         name: str = name, url: str = url, protocol: str = protocol
                     ) -> RequestFn:
-                        return Call(protocol, url, name, x)
+                        return TritonCall(protocol, url, name, x)
 
                     closed_loop(name, requests, args.concurrency, 0.0, args.warmup_s)
                     if use_pa:

@@ -35,8 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 import xgboost as xgb
 
 from bench_onnx import cpu_text, machine, steady
@@ -44,6 +42,7 @@ from loadgen import (
     CpuReader,
     Measurement,
     RequestFn,
+    TritonCall,
     closed_loop,
     machine_busy_seconds,
     perf_analyzer,
@@ -138,27 +137,12 @@ def build_xgboost(root: Path) -> ServedModel:
     )
 
 
-class TritonCall:
-    """One client with pre-built request tensors; calling it sends one inference."""
-
-    def __init__(self, protocol: str, url: str, model: ServedModel) -> None:
-        module: Any = httpclient if protocol == "http" else grpcclient
-        self._client = module.InferenceServerClient(url)
-        tensor = module.InferInput(model.input_name, list(model.x.shape), "FP32")
-        tensor.set_data_from_numpy(model.x)
-        self._inputs = [tensor]
-        self._outputs = [module.InferRequestedOutput(model.output_name)]
-        self._model = model.name
-
-    def __call__(self) -> Any:
-        return self._client.infer(self._model, self._inputs, outputs=self._outputs)
-
-    def close(self) -> None:
-        self._client.close()
+def _call(protocol: str, url: str, model: ServedModel) -> TritonCall:
+    return TritonCall(protocol, url, model.name, model.x, model.input_name, model.output_name)
 
 
 def check_output(protocol: str, url: str, model: ServedModel) -> None:
-    call = TritonCall(protocol, url, model)
+    call = _call(protocol, url, model)
     try:
         got = call().as_numpy(model.output_name)
     finally:
@@ -231,7 +215,7 @@ def naiad_point(
     name = f"naiad {model.name} {protocol}"
 
     def requests() -> RequestFn:
-        return TritonCall(protocol, url, model)
+        return _call(protocol, url, model)
 
     if plan.use_perf_analyzer:
 

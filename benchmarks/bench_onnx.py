@@ -35,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from loadgen import (
     PEERS_DIR,
     CpuReader,
     Measurement,
     RequestFn,
+    TritonCall,
     closed_loop,
     install_perf_analyzer,
     machine_busy_seconds,
@@ -50,6 +49,7 @@ from loadgen import (
     perf_analyzer_installed,
     perf_analyzer_version,
     process_cpu_seconds,
+    triton_request,
 )
 from naiad import __version__ as naiad_version
 from naiad.examples import onnx_models
@@ -129,41 +129,9 @@ def ort_request(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], Re
 # --- Naiad over tritonclient -----------------------------------------------------------------
 
 
-class TritonCall:
-    """One client with pre-built request tensors; calling it sends one inference."""
-
-    def __init__(self, protocol: str, url: str, x: np.ndarray) -> None:
-        self._client: httpclient.InferenceServerClient | grpcclient.InferenceServerClient
-        if protocol == "http":
-            self._client = httpclient.InferenceServerClient(url)
-            http_input = httpclient.InferInput("INPUT0", list(x.shape), "FP32")
-            http_input.set_data_from_numpy(x, binary_data=True)
-            self._inputs: list[object] = [http_input]
-            self._outputs: list[object] = [
-                httpclient.InferRequestedOutput("OUTPUT0", binary_data=True)
-            ]
-        else:
-            self._client = grpcclient.InferenceServerClient(url)
-            grpc_input = grpcclient.InferInput("INPUT0", list(x.shape), "FP32")
-            grpc_input.set_data_from_numpy(x)
-            self._inputs = [grpc_input]
-            self._outputs = [grpcclient.InferRequestedOutput("OUTPUT0")]
-
-    def __call__(self) -> httpclient.InferResult | grpcclient.InferResult:
-        return self._client.infer(MODEL, self._inputs, outputs=self._outputs)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def triton_request(protocol: str, url: str, x: np.ndarray) -> Callable[[], RequestFn]:
-    """A factory of request callables, each with its own client (one per load thread)."""
-    return lambda: TritonCall(protocol, url, x)
-
-
 def check_output(protocol: str, url: str, x: np.ndarray, expected: np.ndarray) -> None:
     """A benchmark of wrong answers is worthless: compare one response with raw ORT's."""
-    call = TritonCall(protocol, url, x)
+    call = TritonCall(protocol, url, MODEL, x)
     try:
         got = call().as_numpy("OUTPUT0")
     finally:
@@ -279,7 +247,7 @@ def _naiad_point(
     readers: dict[str, CpuReader],
 ) -> Callable[[], Measurement]:
     name = f"naiad {protocol}"
-    requests = triton_request(protocol, url, x)
+    requests = triton_request(protocol, url, MODEL, x)
     if plan.use_perf_analyzer:
 
         def measure() -> Measurement:

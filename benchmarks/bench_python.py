@@ -38,8 +38,6 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from bench_onnx import (
     DISTURBED_CORES,
@@ -56,12 +54,13 @@ from loadgen import (
     PEERS_SCRIPTS,
     CpuReader,
     Measurement,
-    RequestFn,
+    TritonCall,
     closed_loop,
     machine_busy_seconds,
     perf_analyzer,
     perf_analyzer_installed,
     perf_analyzer_version,
+    triton_request,
 )
 from naiad import __version__ as naiad_version
 from naiad_process import NaiadProcess
@@ -248,45 +247,13 @@ def server_version(http_url: str) -> str:
 # --- requests ---------------------------------------------------------------------------------
 
 
-class TritonCall:
-    """One client with a pre-built INT32 [1, 16] request; calling it sends one inference."""
-
-    def __init__(self, protocol: str, url: str, x: np.ndarray) -> None:
-        self._client: httpclient.InferenceServerClient | grpcclient.InferenceServerClient
-        if protocol == "http":
-            self._client = httpclient.InferenceServerClient(url)
-            http_input = httpclient.InferInput("INPUT0", list(x.shape), "INT32")
-            http_input.set_data_from_numpy(x, binary_data=True)
-            self._inputs: list[object] = [http_input]
-            self._outputs: list[object] = [
-                httpclient.InferRequestedOutput("OUTPUT0", binary_data=True)
-            ]
-        else:
-            self._client = grpcclient.InferenceServerClient(url)
-            grpc_input = grpcclient.InferInput("INPUT0", list(x.shape), "INT32")
-            grpc_input.set_data_from_numpy(x)
-            self._inputs = [grpc_input]
-            self._outputs = [grpcclient.InferRequestedOutput("OUTPUT0")]
-
-    def __call__(self) -> httpclient.InferResult | grpcclient.InferResult:
-        return self._client.infer(MODEL, self._inputs, outputs=self._outputs)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def triton_request(protocol: str, url: str, x: np.ndarray) -> Callable[[], RequestFn]:
-    """A factory of request callables, each with its own client (one per load thread)."""
-    return lambda: TritonCall(protocol, url, x)
-
-
 def check_identity(server: str, protocol: str, url: str, x: np.ndarray) -> None:
     """One inference must return its input unchanged.
 
     perf_analyzer never looks at outputs. Triton 2.51's stub with numpy 2 in its venv answers
     every request with a 0-byte tensor, and perf_analyzer happily measures that.
     """
-    call = TritonCall(protocol, url, x)
+    call = TritonCall(protocol, url, MODEL, x)
     try:
         got = call().as_numpy("OUTPUT0")
     except Exception as exc:  # e.g. "cannot reshape array of size 0": the empty-output bug
@@ -365,7 +332,7 @@ def _point(
     readers: dict[str, CpuReader],
 ) -> Callable[[], Measurement]:
     name = f"{label} {protocol}"
-    requests = triton_request(protocol, url, x)
+    requests = triton_request(protocol, url, MODEL, x)
 
     def measure() -> Measurement:
         # perf_analyzer 2.51 has no warm-up of its own: warm the server with the Python clients.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -236,3 +237,43 @@ def perf_analyzer(
         # Sampled around the whole perf_analyzer run, start-up included: a slight underestimate.
         cpu_cores=_cpu_cores(cpu_start, cpu_end, elapsed),
     )
+
+
+class TritonCall:
+    """One tritonclient with a pre-built single-input request; calling it sends one inference.
+
+    Each load thread gets its own (tritonclient objects are not shared between threads).
+    Over HTTP the input and output travel as binary data, as tritonclient sends by default.
+    """
+
+    def __init__(
+        self,
+        protocol: str,
+        url: str,
+        model: str,
+        x: np.ndarray,
+        input_name: str = "INPUT0",
+        output_name: str = "OUTPUT0",
+    ) -> None:
+        import tritonclient.grpc as grpcclient
+        import tritonclient.http as httpclient
+        from tritonclient.utils import np_to_triton_dtype
+
+        module: Any = httpclient if protocol == "http" else grpcclient
+        self._client = module.InferenceServerClient(url)
+        tensor = module.InferInput(input_name, list(x.shape), np_to_triton_dtype(x.dtype))
+        tensor.set_data_from_numpy(x)
+        self._inputs = [tensor]
+        self._outputs = [module.InferRequestedOutput(output_name)]
+        self._model = model
+
+    def __call__(self) -> Any:
+        return self._client.infer(self._model, self._inputs, outputs=self._outputs)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def triton_request(protocol: str, url: str, model: str, x: np.ndarray) -> Callable[[], RequestFn]:
+    """A factory of request callables, each with its own client (one per load thread)."""
+    return lambda: TritonCall(protocol, url, model, x)
