@@ -174,15 +174,19 @@ class Channel:
             buffers, fd = self._pending.popleft()
             self._send_blocking(buffers, fd)
 
-    def _on_readable(self) -> None:
-        error: BaseException | None = None
+    def _read_burst(self) -> BaseException | None:
+        """Read what the socket holds (a bounded burst); the error that ended it, if any."""
         try:
             for _ in range(_READS_PER_CALLBACK):
                 self._reader.read_once(self.sock)
         except BlockingIOError:
             pass
         except (ChannelClosed, OSError) as exc:
-            error = exc
+            return exc
+        return None
+
+    def _on_readable(self) -> None:
+        error = self._read_burst()
         self._deliver()
         if error is not None:
             self._closed(error)
@@ -205,14 +209,7 @@ class Channel:
                     self._flush()
                 if not readable:
                     continue
-                error: BaseException | None = None
-                try:
-                    for _ in range(_READS_PER_CALLBACK):
-                        self._reader.read_once(self.sock)
-                except BlockingIOError:
-                    pass
-                except (ChannelClosed, OSError) as exc:
-                    error = exc
+                error = self._read_burst()
                 frames = self._reader.frames
                 while frames:
                     frame = frames.popleft()
@@ -234,14 +231,7 @@ class Channel:
         """
         if self.closed or self._loop is None or threading.get_ident() != self._loop_thread:
             return
-        error: BaseException | None = None
-        try:
-            for _ in range(_READS_PER_CALLBACK):
-                self._reader.read_once(self.sock)
-        except BlockingIOError:
-            pass
-        except (ChannelClosed, OSError) as exc:
-            error = exc
+        error = self._read_burst()
         frames = self._reader.frames
         if frames:
             left = [frame for frame in frames if not take(frame)]
