@@ -6,6 +6,10 @@ prints throughput ratios against raw batch-1 and the p99 of batching against no 
 It uses the real perf_analyzer when installed (``benchmarks/.work/peers``, see
 ``bench_onnx.py --perf-analyzer``), else the Python closed-loop generator.
 
+The same two configurations for a python backend (``MLP_MODEL_PY``, ONNX Runtime called from
+``model.py``) are how ``bench_suite.py`` serves the MLP with the real Triton, whose build here
+has no ONNX Runtime backend.
+
 Reproduce: ``.venv/bin/python benchmarks/bench_batching.py`` (``--smoke`` for a quick check).
 """
 
@@ -18,19 +22,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from bench_onnx import SIZES, cpu_text, default_session, machine, ort_request, steady
-from loadgen import (
-    Measurement,
-    RequestFn,
-    TritonCall,
-    closed_loop,
-    machine_busy_seconds,
-    perf_analyzer,
-    perf_analyzer_installed,
-    process_cpu_seconds,
+from bench_onnx import (
+    SIZES,
+    Recorder,
+    check_output,
+    cpu_text,
+    default_session,
+    machine,
+    ort_point,
+    steady,
 )
+from bench_python import TritonProcess, tree_cpu_seconds
+from loadgen import Measurement, machine_busy_seconds, perf_analyzer_installed, server_point
 from naiad.examples import onnx_models
 from naiad_process import NaiadProcess
 
@@ -40,10 +44,11 @@ WORK_DIR = BENCH_DIR / ".work" / "batching"
 
 CONFIG = """
 name: "{name}"
-backend: "onnxruntime"
+backend: "{backend}"
 max_batch_size: 32
 input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {width} ] }} ]
 output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {classes} ] }} ]
+instance_group [ {{ kind: KIND_CPU, count: 1 }} ]
 {batching}
 """
 MODELS = {
@@ -51,6 +56,95 @@ MODELS = {
     # No added delay: batches form from what queues while the instance is busy.
     "mlp_batched": "dynamic_batching { max_queue_delay_microseconds: 0 }",
 }
+
+# The MLP for a python backend (the real Triton serves ONNX no other way): ONNX Runtime from
+# model.py. Without a dynamic batcher ``execute`` gets one request, so one ORT run each, as
+# Naiad's ORT backend does; under the batcher the queued requests' rows go through one ORT
+# run and the output is split back.
+MLP_MODEL_PY = """\
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        # The session options of Naiad's ORT backend (all cores, intra-op threads that sleep
+        # when idle), so both servers run the model alike and the difference is the serving.
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def execute(self, requests):
+        inputs = [pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy() for r in requests]
+        batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+        (output,) = self.session.run(["OUTPUT0"], {"INPUT0": batch})
+        responses, start = [], 0
+        for x in inputs:
+            rows = output[start : start + len(x)]
+            start += len(x)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", rows)]))
+        return responses
+"""
+
+
+def write_repository(root: Path, model: bytes, backend: str) -> Path:
+    """``mlp_unbatched`` and ``mlp_batched`` for ``backend`` "onnxruntime" or "python"."""
+    for name, batching in MODELS.items():
+        version = root / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.onnx").write_bytes(model)
+        if backend == "python":
+            (version / "model.py").write_text(MLP_MODEL_PY)
+        (root / name / "config.pbtxt").write_text(
+            CONFIG.format(
+                name=name, backend=backend, width=SIZES[0], classes=SIZES[-1], batching=batching
+            )
+        )
+    return root
+
+
+def measure_mlp(
+    label: str,
+    server: NaiadProcess | TritonProcess,
+    x: np.ndarray,
+    expected: np.ndarray,
+    concurrency: list[int],
+    protocols: list[str],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    use_perf_analyzer: bool,
+    retries: int,
+    workdir: Path,
+) -> dict[tuple[str, str], list[Measurement]]:
+    """Every point of both models on a running server: (model, protocol) -> points.
+
+    Each model's answer is checked against raw ORT's first. Still-disturbed points get
+    their later attempt before this returns (the server must still run).
+    """
+    readers = {"server": lambda: tree_cpu_seconds(server.pid), "machine": machine_busy_seconds}
+    recorder = Recorder(retries)
+    points: dict[tuple[str, str], list[Measurement]] = {}
+    for protocol in protocols:
+        url = server.http_url if protocol == "http" else server.grpc_url
+        for name in MODELS:
+            check_output(protocol, url, x, expected, name)
+            series = points.setdefault((name, protocol), [])
+            for clients in concurrency:
+                measure = server_point(
+                    f"{label} {name} {protocol}", name, protocol, url, x, clients, readers,
+                    warmup_s=warmup_s, duration_s=duration_s,
+                    use_perf_analyzer=use_perf_analyzer, workdir=workdir / name,
+                )  # fmt: skip
+                recorder.record(series, measure)
+    recorder.retry_late()
+    return points
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,49 +161,21 @@ def main(argv: list[str] | None = None) -> int:
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     model = onnx_models.mlp(SIZES)
     x = np.random.default_rng(0).standard_normal((1, SIZES[0])).astype(np.float32)
-    cpu = {"process": process_cpu_seconds, "machine": machine_busy_seconds}
+    (expected,) = default_session(model).run(["OUTPUT0"], {"INPUT0": x})
 
-    session: ort.InferenceSession = default_session(model)
+    name = "raw ORT batch 1"
     raw = steady(
-        lambda session=session: closed_loop(  # type: ignore[misc]
-            "raw ORT batch 1", ort_request(session, x), 1, args.warmup_s, args.duration_s, cpu
-        ),
-        1,
+        ort_point(name, lambda: default_session(model), x, 1, args.warmup_s, args.duration_s), 1
     )
-    del session
-    points: list[tuple[str, str, Measurement]] = []
     with tempfile.TemporaryDirectory(prefix="naiad-batching-") as tmp:
-        root = Path(tmp)
-        for name, batching in MODELS.items():
-            (root / name / "1").mkdir(parents=True)
-            (root / name / "1" / "model.onnx").write_bytes(model)
-            (root / name / "config.pbtxt").write_text(
-                CONFIG.format(name=name, width=SIZES[0], classes=SIZES[-1], batching=batching)
-            )
+        root = write_repository(Path(tmp), model, "onnxruntime")
         with NaiadProcess(root, log_path=WORK_DIR / "naiad.log") as server:
-            readers = {"server": server.cpu_seconds, "machine": machine_busy_seconds}
-            for protocol in args.protocol:
-                url = server.http_url if protocol == "http" else server.grpc_url
-                for name in MODELS:
-
-                    def requests(
-                        name: str = name, url: str = url, protocol: str = protocol
-                    ) -> RequestFn:
-                        return TritonCall(protocol, url, name, x)
-
-                    closed_loop(name, requests, args.concurrency, 0.0, args.warmup_s)
-                    if use_pa:
-                        point = perf_analyzer(
-                            name, name, url, protocol, args.concurrency, args.duration_s,
-                            WORK_DIR / "perf_analyzer", readers,
-                        )  # fmt: skip
-                    else:
-                        point = closed_loop(
-                            name, requests, args.concurrency, 0.0, args.duration_s,
-                            {**readers, "client": process_cpu_seconds},
-                        )  # fmt: skip
-                    points.append((protocol, name, point))
-                    print(f"{protocol} {name}: {point.infer_per_s:.0f} infer/s", flush=True)
+            measured = measure_mlp(
+                "naiad", server, x, expected, [args.concurrency], args.protocol,
+                warmup_s=args.warmup_s, duration_s=args.duration_s, use_perf_analyzer=use_pa,
+                retries=0, workdir=WORK_DIR / "perf_analyzer",
+            )  # fmt: skip
+    points = [(protocol, name, series[0]) for (name, protocol), series in measured.items()]
     text = render(args, raw, points, use_pa)
     print(text)
     if not args.smoke:

@@ -45,10 +45,10 @@ from loadgen import (
     TritonCall,
     closed_loop,
     machine_busy_seconds,
-    perf_analyzer,
     perf_analyzer_installed,
     perf_analyzer_version,
     process_cpu_seconds,
+    server_point,
 )
 from naiad import __version__ as naiad_version
 from naiad_process import NaiadProcess
@@ -137,12 +137,8 @@ def build_xgboost(root: Path) -> ServedModel:
     )
 
 
-def _call(protocol: str, url: str, model: ServedModel) -> TritonCall:
-    return TritonCall(protocol, url, model.name, model.x, model.input_name, model.output_name)
-
-
 def check_output(protocol: str, url: str, model: ServedModel) -> None:
-    call = _call(protocol, url, model)
+    call = TritonCall(protocol, url, model.name, model.x, model.input_name, model.output_name)
     try:
         got = call().as_numpy(model.output_name)
     finally:
@@ -195,42 +191,17 @@ def run(plan: Plan, models: list[ServedModel], root: Path) -> tuple[list[Row], s
                 check_output(protocol, url, model)
                 for concurrency in plan.concurrency:
                     print(f"naiad {model.name} {protocol}, concurrency {concurrency}", flush=True)
-                    point = steady(
-                        naiad_point(plan, model, protocol, url, concurrency, readers),
-                        plan.retries,
-                    )
+                    measure = server_point(
+                        f"naiad {model.name} {protocol}", model.name, protocol, url, model.x,
+                        concurrency, readers, warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                        use_perf_analyzer=plan.use_perf_analyzer,
+                        workdir=WORK_DIR / "perf_analyzer", input_name=model.input_name,
+                        output_name=model.output_name,
+                    )  # fmt: skip
+                    point = steady(measure, plan.retries)
                     rows.append(Row(model.name, "Naiad", protocol, point))
         log = server.log
     return rows, log
-
-
-def naiad_point(
-    plan: Plan,
-    model: ServedModel,
-    protocol: str,
-    url: str,
-    concurrency: int,
-    readers: dict[str, CpuReader],
-) -> Callable[[], Measurement]:
-    name = f"naiad {model.name} {protocol}"
-
-    def requests() -> RequestFn:
-        return _call(protocol, url, model)
-
-    if plan.use_perf_analyzer:
-
-        def measure() -> Measurement:
-            closed_loop(name, requests, concurrency, 0.0, plan.warmup_s)  # warm-up
-            return perf_analyzer(
-                name, model.name, url, protocol, concurrency, plan.duration_s,
-                WORK_DIR / "perf_analyzer", readers,
-            )  # fmt: skip
-
-        return measure
-    client_readers = {**readers, "client": process_cpu_seconds}
-    return lambda: closed_loop(
-        name, requests, concurrency, plan.warmup_s, plan.duration_s, client_readers
-    )
 
 
 def ratios(rows: list[Row], model: str, concurrency: int) -> list[tuple[str, float, float]]:

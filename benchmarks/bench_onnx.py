@@ -38,18 +38,16 @@ import onnxruntime as ort
 
 from loadgen import (
     PEERS_DIR,
-    CpuReader,
     Measurement,
     RequestFn,
     TritonCall,
     closed_loop,
     install_perf_analyzer,
     machine_busy_seconds,
-    perf_analyzer,
     perf_analyzer_installed,
     perf_analyzer_version,
     process_cpu_seconds,
-    triton_request,
+    server_point,
 )
 from naiad import __version__ as naiad_version
 from naiad.examples import onnx_models
@@ -126,18 +124,39 @@ def ort_request(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], Re
     return lambda: lambda: session.run(["OUTPUT0"], {"INPUT0": x})
 
 
+def ort_point(
+    name: str,
+    make_session: Callable[[], ort.InferenceSession],
+    x: np.ndarray,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+) -> Callable[[], Measurement]:
+    """How to measure raw ORT from ``concurrency`` threads of this process."""
+    cpu = {"process": process_cpu_seconds, "machine": machine_busy_seconds}
+
+    def measure() -> Measurement:
+        # A fresh session per attempt: no idle thread pool of an earlier one stays around.
+        requests = ort_request(make_session(), x)
+        return closed_loop(name, requests, concurrency, warmup_s, duration_s, cpu)
+
+    return measure
+
+
 # --- Naiad over tritonclient -----------------------------------------------------------------
 
 
-def check_output(protocol: str, url: str, x: np.ndarray, expected: np.ndarray) -> None:
+def check_output(
+    protocol: str, url: str, x: np.ndarray, expected: np.ndarray, model: str = MODEL
+) -> None:
     """A benchmark of wrong answers is worthless: compare one response with raw ORT's."""
-    call = TritonCall(protocol, url, MODEL, x)
+    call = TritonCall(protocol, url, model, x)
     try:
         got = call().as_numpy("OUTPUT0")
     finally:
         call.close()
     if got is None or got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4):
-        raise RuntimeError(f"naiad over {protocol} returned {got!r}, raw ORT {expected!r}")
+        raise RuntimeError(f"{model} over {protocol} returned {got!r}, raw ORT {expected!r}")
 
 
 def write_repository(root: Path, model: bytes) -> Path:
@@ -166,40 +185,46 @@ class Plan:
 Pending = tuple[list[Measurement], int, Callable[[], Measurement]]
 
 
+class Recorder:
+    """Measures points with retries and keeps the still-disturbed ones for a later attempt.
+
+    ``retry_late`` measures those once more; call it before the server they need stops.
+    """
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+        self.pending: list[Pending] = []
+
+    def record(self, target: list[Measurement], measure: Callable[[], Measurement]) -> None:
+        target.append(steady(measure, self.retries))
+        if self.retries > 0 and others_cores(target[-1]) > DISTURBED_CORES:
+            self.pending.append((target, len(target) - 1, measure))
+
+    def retry_late(self) -> None:
+        pending, self.pending = self.pending, []
+        late_retries(pending)
+
+
 def run(plan: Plan) -> Results:
     results = Results()
     model = onnx_models.mlp(SIZES)
     x = np.random.default_rng(0).standard_normal((1, SIZES[0])).astype(np.float32)
-    cpu = {"process": process_cpu_seconds, "machine": machine_busy_seconds}
+    window = (plan.warmup_s, plan.duration_s)
 
-    def ort_point(
-        name: str, make_session: Callable[[], ort.InferenceSession], concurrency: int
-    ) -> Callable[[], Measurement]:
-        def measure() -> Measurement:
-            # A fresh session per attempt: no idle thread pool of an earlier one stays around.
-            requests = ort_request(make_session(), x)
-            return closed_loop(name, requests, concurrency, plan.warmup_s, plan.duration_s, cpu)
-
-        return measure
-
-    def record(target: list[Measurement], measure: Callable[[], Measurement]) -> None:
-        target.append(steady(measure, plan.retries))
-        if plan.retries > 0 and others_cores(target[-1]) > DISTURBED_CORES:
-            pending.append((target, len(target) - 1, measure))
-
-    pending: list[Pending] = []
+    raw = Recorder(plan.retries)
     print("raw ONNX Runtime (in process, no server running)", flush=True)
     (expected,) = default_session(model).run(["OUTPUT0"], {"INPUT0": x})
     for concurrency in plan.concurrency:
         name = "raw ORT, default options"
-        record(results.raw, ort_point(name, lambda: default_session(model), concurrency))
+        raw.record(
+            results.raw, ort_point(name, lambda: default_session(model), x, concurrency, *window)
+        )
     for threads in (1, 2):
         name = f"raw ORT, intra_op_num_threads={threads}"
         make_session = functools.partial(session_with_threads, model, threads)
-        record(results.context, ort_point(name, make_session, 1))
+        raw.record(results.context, ort_point(name, make_session, x, 1, *window))
     name = "raw ORT, Naiad's session options"
-    record(results.context, ort_point(name, lambda: naiad_like_session(model), 1))
-    raw_pending, pending = pending, []
+    raw.record(results.context, ort_point(name, lambda: naiad_like_session(model), x, 1, *window))
 
     with tempfile.TemporaryDirectory(prefix="naiad-bench-") as tmp:
         repository = write_repository(Path(tmp) / "models", model)
@@ -208,21 +233,30 @@ def run(plan: Plan) -> Results:
             results.ready_s = server.ready_s or 0.0
             print(f"naiad ready in {results.ready_s:.2f} s (pid {server.pid})", flush=True)
             readers = {"server": server.cpu_seconds, "machine": machine_busy_seconds}
+            naiad = Recorder(plan.retries)
             for protocol in plan.protocols:
                 url = server.http_url if protocol == "http" else server.grpc_url
                 check_output(protocol, url, x, expected)
                 points = results.naiad.setdefault(protocol, [])
                 for concurrency in plan.concurrency:
-                    record(points, _naiad_point(plan, protocol, url, x, concurrency, readers))
-            late_retries(pending)
+                    measure = server_point(
+                        f"naiad {protocol}", MODEL, protocol, url, x, concurrency, readers,
+                        warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                        use_perf_analyzer=plan.use_perf_analyzer,
+                        workdir=WORK_DIR / "perf_analyzer",
+                    )  # fmt: skip
+                    naiad.record(points, measure)
+            naiad.retry_late()
         results.server_exit = server.process.returncode if server.process else None
-        results.server_log_problems = [
-            line
-            for line in server.lines
-            if any(word in line for word in ("ERROR", "Error", "Traceback", "WARNING", "warning"))
-        ]
-    late_retries(raw_pending)
+        results.server_log_problems = log_problems(server.lines)
+    raw.retry_late()
     return results
+
+
+def log_problems(lines: list[str]) -> list[str]:
+    """The lines of a Naiad log that carry an error, a traceback or a warning."""
+    words = ("ERROR", "Error", "Traceback", "WARNING", "warning")
+    return [line for line in lines if any(word in line for word in words)]
 
 
 def late_retries(pending: list[Pending]) -> None:
@@ -236,33 +270,6 @@ def late_retries(pending: list[Pending]) -> None:
         again = steady(measure, 0)
         if others_cores(again) < others_cores(target[index]):
             target[index] = again
-
-
-def _naiad_point(
-    plan: Plan,
-    protocol: str,
-    url: str,
-    x: np.ndarray,
-    concurrency: int,
-    readers: dict[str, CpuReader],
-) -> Callable[[], Measurement]:
-    name = f"naiad {protocol}"
-    requests = triton_request(protocol, url, MODEL, x)
-    if plan.use_perf_analyzer:
-
-        def measure() -> Measurement:
-            # perf_analyzer 2.51 has no warm-up of its own: warm the server and its caches here.
-            closed_loop(name, requests, concurrency, 0.0, plan.warmup_s)
-            return perf_analyzer(
-                name, MODEL, url, protocol, concurrency, plan.duration_s,
-                WORK_DIR / "perf_analyzer", readers,
-            )  # fmt: skip
-
-        return measure
-    client_readers = {**readers, "client": process_cpu_seconds}
-    return lambda: closed_loop(
-        name, requests, concurrency, plan.warmup_s, plan.duration_s, client_readers
-    )
 
 
 # More CPU than this used by processes outside the benchmark marks a point as disturbed.
@@ -433,6 +440,14 @@ def _row(point: Measurement, protocol: str, ratio: float) -> str:
 # --- command line ----------------------------------------------------------------------------
 
 
+def add_retries_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retries", type=int, default=1,
+        help=f"measure a point again, up to this many times, while processes outside the "
+        f"benchmark used more than {DISTURBED_CORES} cores during its window",
+    )  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=float, default=5.0, help="measured window per point")
@@ -454,18 +469,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="short windows at concurrency 1 and 2, to check the harness end to end (~20 s); "
         "writes no results file",
     )  # fmt: skip
-    parser.add_argument(
-        "--retries", type=int, default=1,
-        help=f"measure a point again, up to this many times, while processes outside the "
-        f"benchmark used more than {DISTURBED_CORES} cores during its window",
-    )  # fmt: skip
+    add_retries_option(parser)
     parser.add_argument(
         "--output", type=Path, default=RESULTS_PATH, help="Markdown results file (not in --smoke)"
     )
     return parser.parse_args(argv)
 
 
-def _load_average() -> str:
+def load_average() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
@@ -490,11 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     command = shlex.join([".venv/bin/python", "benchmarks/bench_onnx.py", *sys.argv[1:]])
     started = datetime.datetime.now(datetime.UTC)
-    load_before = _load_average()
+    load_before = load_average()
     with timed("benchmark"):
         results = run(plan)
     # The machine may be shared: a high load average after the run flags disturbed numbers.
-    load = f"{load_before} before the run, {_load_average()} after"
+    load = f"{load_before} before the run, {load_average()} after"
     report = render(plan, results, command, started, load)
     print()
     print(report)

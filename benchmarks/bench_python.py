@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -41,12 +40,13 @@ import numpy as np
 
 from bench_onnx import (
     DISTURBED_CORES,
-    Pending,
+    Recorder,
+    add_retries_option,
     cpu_text,
-    late_retries,
+    load_average,
+    log_problems,
     machine,
     others_cores,
-    steady,
     timed,
 )
 from loadgen import (
@@ -55,12 +55,10 @@ from loadgen import (
     CpuReader,
     Measurement,
     TritonCall,
-    closed_loop,
     machine_busy_seconds,
-    perf_analyzer,
-    perf_analyzer_installed,
     perf_analyzer_version,
-    triton_request,
+    server_point,
+    triton_installed,
 )
 from naiad import __version__ as naiad_version
 from naiad_process import NaiadProcess
@@ -276,6 +274,10 @@ class Plan:
     warmup_s: float
     smoke: bool
     retries: int
+    # The Python closed loop instead, where perf_analyzer is not installed (bench_suite.py).
+    use_perf_analyzer: bool = True
+    # Also serve the model with Triton (needs it installed in PEERS_DIR).
+    triton: bool = True
 
 
 @dataclass(slots=True)
@@ -304,17 +306,20 @@ def measure_server(
         "server": lambda: tree_cpu_seconds(server.pid),
         "machine": machine_busy_seconds,
     }
-    pending: list[Pending] = []
+    recorder = Recorder(plan.retries)
     for protocol in plan.protocols:
         url = server.http_url if protocol == "http" else server.grpc_url
         check_identity(label, protocol, url, x)
         points = run.points.setdefault(protocol, [])
         for concurrency in plan.concurrency:
-            measure = _point(label, plan, protocol, url, x, concurrency, readers)
-            points.append(steady(measure, plan.retries))
-            if plan.retries > 0 and others_cores(points[-1]) > DISTURBED_CORES:
-                pending.append((points, len(points) - 1, measure))
-    late_retries(pending)
+            measure = server_point(
+                f"{label} {protocol}", MODEL, protocol, url, x, concurrency, readers,
+                warmup_s=plan.warmup_s, duration_s=plan.duration_s,
+                use_perf_analyzer=plan.use_perf_analyzer,
+                workdir=WORK_DIR / "perf_analyzer" / f"python-{label}",
+            )  # fmt: skip
+            recorder.record(points, measure)
+    recorder.retry_late()
     # Answers must still be right after the load (a worker that died would show here).
     for protocol in plan.protocols:
         check_identity(
@@ -322,35 +327,9 @@ def measure_server(
         )
 
 
-def _point(
-    label: str,
-    plan: Plan,
-    protocol: str,
-    url: str,
-    x: np.ndarray,
-    concurrency: int,
-    readers: dict[str, CpuReader],
-) -> Callable[[], Measurement]:
-    name = f"{label} {protocol}"
-    requests = triton_request(protocol, url, MODEL, x)
-
-    def measure() -> Measurement:
-        # perf_analyzer 2.51 has no warm-up of its own: warm the server with the Python clients.
-        closed_loop(name, requests, concurrency, 0.0, plan.warmup_s)
-        return perf_analyzer(
-            name, MODEL, url, protocol, concurrency, plan.duration_s,
-            WORK_DIR / "perf_analyzer" / f"python-{label}", readers,
-        )  # fmt: skip
-
-    return measure
-
-
-def log_problems(lines: list[str], triton: bool) -> list[str]:
-    if triton:
-        # glog format: "E1122 ..." errors, "W1122 ..." warnings (the CUDA ones are expected on CPU).
-        return [line for line in lines if line[:1] in ("E", "W") and line[1:5].isdigit()]
-    words = ("ERROR", "Error", "Traceback", "WARNING", "warning")
-    return [line for line in lines if any(word in line for word in words)]
+def triton_log_problems(lines: list[str]) -> list[str]:
+    # glog format: "E1122 ..." errors, "W1122 ..." warnings (the CUDA ones are expected on CPU).
+    return [line for line in lines if line[:1] in ("E", "W") and line[1:5].isdigit()]
 
 
 def run_all(plan: Plan) -> dict[str, ServerRun]:
@@ -365,8 +344,8 @@ def run_all(plan: Plan) -> dict[str, ServerRun]:
         with naiad:
             measure_server("naiad", naiad, plan, x, run)
         run.exit_status = naiad.process.returncode if naiad.process else None
-        run.log_problems = log_problems(naiad.lines, triton=False)
-        if plan.smoke:
+        run.log_problems = log_problems(naiad.lines)
+        if not plan.triton:
             return runs
         triton_log = WORK_DIR / "triton-python-server.log"
         triton = TritonProcess(repository, log_path=triton_log)
@@ -374,23 +353,24 @@ def run_all(plan: Plan) -> dict[str, ServerRun]:
         with triton:
             measure_server("triton", triton, plan, x, run)
         run.exit_status = triton.process.returncode if triton.process else None
-        run.log_problems = log_problems(triton.lines, triton=True)
+        run.log_problems = triton_log_problems(triton.lines)
     return runs
 
 
 # --- report ----------------------------------------------------------------------------------
 
 
-def peers_versions() -> str:
-    """The Triton side's Python and numpy, from the ``versions.txt`` that setup.sh wrote."""
-    python, numpy_version = "?", "?"
+def peers_versions(*packages: str) -> str:
+    """The Triton side's Python, numpy and ``packages``, from setup.sh's ``versions.txt``."""
+    found = {"Python": "?", **dict.fromkeys(("numpy", *packages), "?")}
     with contextlib.suppress(OSError):
         for line in (PEERS_DIR / "versions.txt").read_text().splitlines():
             if line.startswith("python "):
-                python = line.split()[1]
-            elif line.startswith("numpy=="):
-                numpy_version = line.removeprefix("numpy==")
-    return f"Python {python}, numpy {numpy_version}"
+                found["Python"] = line.split()[1]
+            name, _, version = line.partition("==")
+            if name in found and version:
+                found[name] = version
+    return ", ".join(f"{name} {version}" for name, version in found.items())
 
 
 def versions(runs: dict[str, ServerRun]) -> str:
@@ -407,6 +387,62 @@ def versions(runs: dict[str, ServerRun]) -> str:
 
 def _disturbed(point: Measurement) -> str:
     return " (disturbed)" if others_cores(point) > DISTURBED_CORES else ""
+
+
+def comparison_table(runs: dict[str, ServerRun]) -> list[str]:
+    """Naiad / Triton per protocol and concurrency (only a header without a Triton run)."""
+    lines = [
+        "Throughput ratio above 1 and p99 ratio below 1 favour Naiad.",
+        "",
+        "| protocol | concurrency | Naiad infer/s | Triton infer/s | throughput Naiad/Triton | "
+        "Naiad p99 (us) | Triton p99 (us) | p99 Naiad/Triton |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    naiad, triton = runs["naiad"], runs.get("triton")
+    for protocol, points in naiad.points.items():
+        for index, ours in enumerate(points):
+            if triton is None:
+                continue
+            theirs = triton.points[protocol][index]
+            lines.append(
+                f"| {protocol} | {ours.concurrency} | {ours.infer_per_s:.0f}{_disturbed(ours)} | "
+                f"{theirs.infer_per_s:.0f}{_disturbed(theirs)} | "
+                f"**{ours.infer_per_s / theirs.infer_per_s:.2f}** | {ours.p99_us:.0f} | "
+                f"{theirs.p99_us:.0f} | {ours.p99_us / theirs.p99_us:.2f} |"
+            )
+    return lines
+
+
+def points_table(runs: dict[str, ServerRun]) -> list[str]:
+    lines = [
+        "| server | protocol | concurrency | infer/s | p50 (us) | p99 (us) | CPU (cores) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for label, run in runs.items():
+        for protocol, points in run.points.items():
+            for point in points:
+                lines.append(
+                    f"| {label} | {protocol} | {point.concurrency} | {point.infer_per_s:.1f} | "
+                    f"{point.p50_us:.0f} | {point.p99_us:.0f} | {cpu_text(point)} |"
+                )
+    return lines
+
+
+def server_lines(runs: dict[str, ServerRun]) -> list[str]:
+    """A list item per server run: ready time, exit status, log, and the log's problems."""
+    lines = []
+    for label, run in runs.items():
+        log = run.log_path.relative_to(BENCH_DIR.parent) if run.log_path else "?"
+        lines.append(
+            f"- {label}: ready {run.ready_s:.2f} s after start, exit status after SIGTERM "
+            f"{run.exit_status}, log `{log}`"
+        )
+        if run.log_problems:
+            lines.append("  - log lines with errors or warnings:")
+            lines += [f"    - `{line.strip()}`" for line in run.log_problems[:20]]
+        else:
+            lines.append("  - no errors or warnings in the log")
+    return lines
 
 
 def render(
@@ -439,25 +475,7 @@ def render(
         "",
         "## Naiad / Triton",
         "",
-        "Throughput ratio above 1 and p99 ratio below 1 favour Naiad.",
-        "",
-        "| protocol | concurrency | Naiad infer/s | Triton infer/s | throughput Naiad/Triton | "
-        "Naiad p99 (us) | Triton p99 (us) | p99 Naiad/Triton |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    naiad, triton = runs["naiad"], runs.get("triton")
-    for protocol, points in naiad.points.items():
-        for index, ours in enumerate(points):
-            if triton is None:
-                continue
-            theirs = triton.points[protocol][index]
-            lines.append(
-                f"| {protocol} | {ours.concurrency} | {ours.infer_per_s:.0f}{_disturbed(ours)} | "
-                f"{theirs.infer_per_s:.0f}{_disturbed(theirs)} | "
-                f"**{ours.infer_per_s / theirs.infer_per_s:.2f}** | {ours.p99_us:.0f} | "
-                f"{theirs.p99_us:.0f} | {ours.p99_us / theirs.p99_us:.2f} |"
-            )
-    lines += [
+        *comparison_table(runs),
         "",
         "## All points",
         "",
@@ -467,29 +485,11 @@ def render(
         f"every other process on the machine; above {DISTURBED_CORES} cores the point is marked "
         "(disturbed).",
         "",
-        "| server | protocol | concurrency | infer/s | p50 (us) | p99 (us) | CPU (cores) |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    for label, run in runs.items():
-        for protocol, points in run.points.items():
-            for point in points:
-                lines.append(
-                    f"| {label} | {protocol} | {point.concurrency} | {point.infer_per_s:.1f} | "
-                    f"{point.p50_us:.0f} | {point.p99_us:.0f} | {cpu_text(point)} |"
-                )
-    lines += ["", "## Servers", ""]
-    for label, run in runs.items():
-        log = run.log_path.relative_to(BENCH_DIR.parent) if run.log_path else "?"
-        lines.append(
-            f"- {label}: ready {run.ready_s:.2f} s after start, exit status after SIGTERM "
-            f"{run.exit_status}, log `{log}`"
-        )
-        if run.log_problems:
-            lines.append("  - log lines with errors or warnings:")
-            lines += [f"    - `{line.strip()}`" for line in run.log_problems[:20]]
-        else:
-            lines.append("  - no errors or warnings in the log")
-    lines += [
+        *points_table(runs),
+        "",
+        "## Servers",
+        "",
+        *server_lines(runs),
         "",
         "## The model",
         "",
@@ -517,11 +517,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=1.0, help="warm-up before each point")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--protocol", nargs="+", choices=["http", "grpc"], default=["http", "grpc"])
-    parser.add_argument(
-        "--retries", type=int, default=1,
-        help=f"measure a point again, up to this many times, while processes outside the "
-        f"benchmark used more than {DISTURBED_CORES} cores during its window",
-    )  # fmt: skip
+    add_retries_option(parser)
     parser.add_argument(
         "--smoke", action="store_true",
         help="1 s points, Naiad only, no retries: checks the harness end to end; writes no "
@@ -533,13 +529,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not perf_analyzer_installed() or not (PEERS_DIR / "triton").is_dir():
+    if not triton_installed():
         print(
             f"perf_analyzer and tritonserver are not installed in {PEERS_DIR}; run "
             f"{PEERS_SCRIPTS / 'setup.sh'} {PEERS_DIR} (about a minute, needs PyPI)",
@@ -547,17 +539,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.smoke:
-        plan = Plan(args.concurrency, args.protocol, 1.0, 0.5, smoke=True, retries=0)
+        plan = Plan(args.concurrency, args.protocol, 1.0, 0.5, smoke=True, retries=0, triton=False)
     else:
         plan = Plan(
             args.concurrency, args.protocol, args.duration_s, args.warmup_s, False, args.retries
         )
     command = shlex.join([".venv/bin/python", "benchmarks/bench_python.py", *sys.argv[1:]])
     started = datetime.datetime.now(datetime.UTC)
-    load_before = _load_average()
+    load_before = load_average()
     with timed("benchmark"):
         runs = run_all(plan)
-    load = f"{load_before} before the run, {_load_average()} after"
+    load = f"{load_before} before the run, {load_average()} after"
     if plan.smoke:
         for label, run in runs.items():
             for points in run.points.values():

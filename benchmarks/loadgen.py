@@ -166,6 +166,11 @@ def perf_analyzer_installed(peers_dir: Path = PEERS_DIR) -> bool:
     return (peers_dir / "perf_analyzer" / "bin" / "perf_analyzer").is_file()
 
 
+def triton_installed(peers_dir: Path = PEERS_DIR) -> bool:
+    """perf_analyzer and tritonserver, both installed by the peers' ``setup.sh``."""
+    return perf_analyzer_installed(peers_dir) and (peers_dir / "triton").is_dir()
+
+
 def install_perf_analyzer(peers_dir: Path = PEERS_DIR) -> None:
     """Run the shared ``setup.sh`` into ``peers_dir`` (about a minute; needs PyPI)."""
     print(f"setting up perf_analyzer in {peers_dir} (about a minute) ...", flush=True)
@@ -239,6 +244,45 @@ def perf_analyzer(
     )
 
 
+def server_point(
+    name: str,
+    model: str,
+    protocol: str,
+    url: str,
+    x: np.ndarray,
+    concurrency: int,
+    readers: dict[str, CpuReader],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    use_perf_analyzer: bool,
+    workdir: Path,
+    input_name: str = "INPUT0",
+    output_name: str = "OUTPUT0",
+) -> Callable[[], Measurement]:
+    """How to measure one point of a running server: call the result to measure (again).
+
+    With perf_analyzer, the Python clients warm the server first (perf_analyzer 2.51 has no
+    warm-up of its own) and perf_analyzer's raw output goes to ``workdir``. Otherwise the
+    Python closed loop measures, and its own CPU counts as the client's.
+    """
+
+    def requests() -> RequestFn:
+        return TritonCall(protocol, url, model, x, input_name, output_name)
+
+    if use_perf_analyzer:
+
+        def measure() -> Measurement:
+            closed_loop(name, requests, concurrency, 0.0, warmup_s)
+            return perf_analyzer(
+                name, model, url, protocol, concurrency, duration_s, workdir, readers
+            )
+
+        return measure
+    client_readers = {**readers, "client": process_cpu_seconds}
+    return lambda: closed_loop(name, requests, concurrency, warmup_s, duration_s, client_readers)
+
+
 class TritonCall:
     """One tritonclient with a pre-built single-input request; calling it sends one inference.
 
@@ -272,8 +316,3 @@ class TritonCall:
 
     def close(self) -> None:
         self._client.close()
-
-
-def triton_request(protocol: str, url: str, model: str, x: np.ndarray) -> Callable[[], RequestFn]:
-    """A factory of request callables, each with its own client (one per load thread)."""
-    return lambda: TritonCall(protocol, url, model, x)
