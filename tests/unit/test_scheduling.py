@@ -1,4 +1,5 @@
-"""Scheduling pieces on their own: queue policy rules, preferred sizes, the rate limiter."""
+"""Scheduling pieces on their own: queue policy rules, preferred sizes, the rate limiter,
+the instance pool's look-ahead and the instance thread."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import asyncio
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
+from naiad.backends.base import InstanceThread, ModelInstance
+from naiad.core.scheduling.base import InstanceSlot
+from naiad.core.scheduling.default import InstancePool
 from naiad.core.scheduling.dynamic_batcher import _cut_to_preferred
 from naiad.core.scheduling.queue import LevelPolicy, Pending, PriorityQueue
 from naiad.core.scheduling.rate_limiter import RateLimiter
@@ -107,3 +111,93 @@ def test_batch_input_is_a_clear_load_error() -> None:
     config.batch_input.add(kind=mc.BatchInput.BATCH_ELEMENT_COUNT, target_name=["N"])
     with pytest.raises(ModelLoadError, match="batch_input / batch_output"):
         build_scheduler(config, [], ModelStatistics(), None, stacks_batches=True)
+
+
+class _Instance(ModelInstance):
+    """An instance whose runs the test finishes by hand."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    @property
+    def pipeline_depth(self) -> int:
+        return self.depth
+
+    async def execute(self, requests, output_names, times):  # type: ignore[no-untyped-def]
+        raise AssertionError("not used")
+
+
+def test_pool_hands_a_pipelined_instance_its_next_request_early() -> None:
+    async def scenario() -> None:
+        slot = InstanceSlot(_Instance(depth=2))
+        pool = InstancePool([slot], rate_limiter=None, pipelined=True)
+        first, second = await pool.acquire(), await pool.acquire()
+        assert first is slot and second is slot
+        third = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0)
+        assert not third.done()  # two at a time, no more
+        pool.release(first)
+        assert await third is slot
+
+    asyncio.run(scenario())
+
+
+def test_pool_does_not_look_ahead_for_batchers_or_under_a_rate_limiter() -> None:
+    async def held_at_once(pool: InstancePool) -> int:
+        count = 0
+        while True:
+            try:
+                await asyncio.wait_for(pool.acquire(), 0.01)
+            except TimeoutError:
+                return count
+            count += 1
+
+    async def scenario() -> None:
+        slot = InstanceSlot(_Instance(depth=2))
+        assert await held_at_once(InstancePool([slot], None)) == 1
+        limiter = RateLimiter({})
+        assert await held_at_once(InstancePool([slot], limiter, pipelined=True)) == 1
+        assert await held_at_once(InstancePool([slot], None, pipelined=True)) == 2
+
+    asyncio.run(scenario())
+
+
+def test_pool_removes_an_instance_only_once_its_look_ahead_drained() -> None:
+    async def scenario() -> None:
+        first, second = InstanceSlot(_Instance(depth=2)), InstanceSlot(_Instance(depth=2))
+        pool = InstancePool([first, second], rate_limiter=None, pipelined=True)
+        # Entries interleave instances: first, second, first; second's other entry is idle.
+        held = [await pool.acquire() for _ in range(3)]
+        assert [slot is first for slot in held] == [True, False, True]
+        removal = asyncio.create_task(pool.remove(1))
+        await asyncio.sleep(0.01)
+        assert not removal.done()  # ``second`` still runs a request
+        pool.release(held[1])
+        assert await removal == [second]
+        pool.release(held[0])
+        pool.release(held[2])
+        # Only ``first`` is handed out from now on, two at a time.
+        assert all([await pool.acquire() is first for _ in range(2)])
+
+    asyncio.run(scenario())
+
+
+def test_instance_thread_runs_work_in_order_and_survives_a_failing_item() -> None:
+    thread = InstanceThread("test-instance")
+    seen: list[int] = []
+
+    def boom() -> None:
+        raise RuntimeError("broken item")
+
+    thread.post(seen.append, 1)
+    thread.post(boom)
+    thread.post(seen.append, 2)
+    assert thread.call(lambda: list(seen)) == [1, 2]
+    with pytest.raises(ValueError, match="from the thread"):
+        thread.call(_raise_value_error)
+    thread.shutdown()
+    assert seen == [1, 2]
+
+
+def _raise_value_error() -> None:
+    raise ValueError("from the thread")

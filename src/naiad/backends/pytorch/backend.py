@@ -148,7 +148,7 @@ class PyTorchInstance(ThreadedInstance):
         if intra_op_threads is not None:
             # torch applies the intra-op thread count per thread (OpenMP), so set it on
             # the thread that will run the model too.
-            self._executor.submit(torch.set_num_threads, intra_op_threads).result()
+            self._executor.call(torch.set_num_threads, intra_op_threads)
 
     def run(
         self, inputs: dict[str, np.ndarray], output_names: Sequence[str]

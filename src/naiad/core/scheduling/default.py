@@ -17,52 +17,94 @@ from naiad.inference import InferenceRequest
 
 
 class InstancePool:
-    """Idle instances in FIFO order, with the rate limiter (if any) in front of them."""
+    """Idle instances in FIFO order, with the rate limiter (if any) in front of them.
 
-    def __init__(self, slots: Sequence[InstanceSlot], rate_limiter: RateLimiter | None) -> None:
+    An instance is queued once per request it may hold at a time: ``max_concurrency``,
+    or, when ``pipelined``, its ``pipeline_depth`` if larger (handing a threaded instance
+    its next request while it still runs the last one). Pipelining is off under a rate
+    limiter, whose resources are held per execution, not per queued request.
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[InstanceSlot],
+        rate_limiter: RateLimiter | None,
+        pipelined: bool = False,
+    ) -> None:
         self._slots = list(slots)
         self._rate_limiter = rate_limiter
+        self._pipelined = pipelined and rate_limiter is None
         self._idle: asyncio.Queue[InstanceSlot] | None = None
+        # id(slot) -> requests it holds now, and who waits for it to drain (removal).
+        self._held: dict[int, int] = {}
+        self._drained: dict[int, asyncio.Future[None]] = {}
+
+    def _depth(self, slot: InstanceSlot) -> int:
+        depth = slot.instance.max_concurrency
+        if self._pipelined:
+            depth = max(depth, slot.instance.pipeline_depth)
+        return max(1, depth)
 
     def _queue(self) -> asyncio.Queue[InstanceSlot]:
         # Created lazily so it binds to the running loop, not to whichever built us.
         if self._idle is None:
             self._idle = asyncio.Queue()
-            # An instance that runs several batches at once (max_concurrency) is queued
-            # once per batch it may run, interleaved so that load spreads over instances.
-            rounds = max((slot.instance.max_concurrency for slot in self._slots), default=1)
+            # Each instance is queued once per request it may hold, interleaved so that
+            # load spreads over instances.
+            rounds = max((self._depth(slot) for slot in self._slots), default=1)
             for round_ in range(rounds):
                 for slot in self._slots:
-                    if round_ < slot.instance.max_concurrency:
+                    if round_ < self._depth(slot):
                         self._idle.put_nowait(slot)
         return self._idle
 
+    def _serving(self, slot: InstanceSlot) -> bool:
+        return any(slot is other for other in self._slots)
+
     async def acquire(self) -> InstanceSlot:
-        slot = await self._queue().get()
+        while True:
+            slot = await self._queue().get()
+            if self._serving(slot):
+                break  # else: a leftover entry of an instance taken out of service
         if self._rate_limiter is not None:
             try:
                 await self._rate_limiter.acquire(slot.resources, slot.priority)
             except BaseException:
                 self._queue().put_nowait(slot)
                 raise
+        self._held[id(slot)] = self._held.get(id(slot), 0) + 1
         return slot
 
     def release(self, slot: InstanceSlot) -> None:
         if self._rate_limiter is not None:
             self._rate_limiter.release(slot.resources)
-        if slot in self._slots:
+        held = self._held.get(id(slot), 1) - 1
+        if held > 0:
+            self._held[id(slot)] = held
+        else:
+            self._held.pop(id(slot), None)
+            drained = self._drained.pop(id(slot), None)
+            if drained is not None and not drained.done():
+                drained.set_result(None)
+        if self._serving(slot):
             self._queue().put_nowait(slot)
 
     def add(self, slot: InstanceSlot) -> None:
         self._slots.append(slot)
-        self._queue().put_nowait(slot)
+        for _ in range(self._depth(slot)):
+            self._queue().put_nowait(slot)
 
     async def remove(self, count: int) -> list[InstanceSlot]:
-        """Take ``count`` instances out of service, each once it is idle."""
+        """Take ``count`` instances out of service, each once it holds no request."""
         removed: list[InstanceSlot] = []
         for _ in range(count):
-            slot = await self._queue().get()
+            slot = await self.acquire()
             self._slots.remove(slot)
+            self.release(slot)  # drops the entry: the instance is out of service now
+            if self._held.get(id(slot)):
+                drained = asyncio.get_running_loop().create_future()
+                self._drained[id(slot)] = drained
+                await drained
             removed.append(slot)
         return removed
 
@@ -75,7 +117,7 @@ class DefaultScheduler(Scheduler):
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(slots)
-        self._pool = InstancePool(slots, rate_limiter)
+        self._pool = InstancePool(slots, rate_limiter, pipelined=True)
         self._stats = stats
         self._waiting = 0  # requests waiting for a free instance
 
@@ -99,4 +141,5 @@ class DefaultScheduler(Scheduler):
             self._pool.release(slot)
         fill_times(times, start_ns, now_ns())
         self._stats.record_execution(max(1, batch_size), ComputeDurations.from_times(times))
-        return Completion(result, start_ns - queued_ns, times)
+        # A pipelined request starts when its instance starts it, not when it was handed over.
+        return Completion(result, max(start_ns, times.compute_start_ns) - queued_ns, times)
