@@ -163,3 +163,38 @@ def test_http_disconnect_reaches_the_model(
     assert float(elapsed) < 5.0
     _still_serves(server, model)
     assert "Exception in ASGI application" not in server.log
+
+
+def test_cancel_of_a_request_waiting_behind_a_running_one(
+    server: ServerProcess, records: Path
+) -> None:
+    """A sync model's next request is handed to its worker while the last one runs; a
+    cancel for it arrives before the worker takes it up and must still reach it."""
+    model = "slow_sync"
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def callback(result: Any, error: Any) -> None:
+        outcome.append(error)
+        done.set()
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        running, waiting = (
+            grpcclient.InferInput("X", [1], "FP32"),
+            grpcclient.InferInput("X", [1], "FP32"),
+        )
+        running.set_data_from_numpy(np.ones(1, np.float32))
+        waiting.set_data_from_numpy(np.ones(1, np.float32))
+        first = client.async_infer(model, [running], lambda *_: None, request_id="running")
+        time.sleep(0.3)
+        second = client.async_infer(model, [waiting], callback, request_id="waiting")
+        time.sleep(0.3)
+        second.cancel()
+        assert done.wait(5.0)
+        first.cancel()
+    assert outcome[0] is not None
+    _seen(records, model, "running")
+    _, cancelled, elapsed = _seen(records, model, "waiting")
+    assert cancelled == "True"
+    assert float(elapsed) < 1.0  # seen at once, not after polling for 10 s
+    _still_serves(server, model)

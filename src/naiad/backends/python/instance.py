@@ -159,6 +159,15 @@ class PythonInstance(ModelInstance):
         return ASYNC_MAX_CONCURRENCY if self._is_async else 1
 
     @property
+    def pipeline_depth(self) -> int:
+        # A sync execute takes batches up one after another, so the next one can wait in
+        # the worker's socket. Not with an execute timeout (the timer would count the
+        # wait) nor for decoupled models (responses interleave with execute's return).
+        if self._is_async or self.decoupled or self.execute_timeout_s is not None:
+            return 1
+        return 2
+
+    @property
     def pid(self) -> int | None:
         worker = self._worker
         return worker.pid if worker is not None else None
@@ -201,6 +210,12 @@ class PythonInstance(ModelInstance):
             if timer is not None:
                 timer.cancel()
         times.compute_output_start_ns = now_ns()
+        started_ns = frame.header.get("started_ns") or 0
+        if started_ns > times.compute_input_end_ns:
+            # Sent ahead of time: the wait in the worker's socket was queue time.
+            waited_ns = started_ns - times.compute_input_end_ns
+            times.compute_start_ns += waited_ns
+            times.compute_input_end_ns = started_ns
         if self.decoupled:
             return self._streams.execute_done(frame, len(requests))
         results = decode_results(frame, len(requests))

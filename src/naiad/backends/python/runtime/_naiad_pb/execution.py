@@ -18,6 +18,7 @@ reads waiting cancel frames from the socket itself (``poll``).
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 from typing import Any
 
@@ -73,12 +74,21 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         # Batches whose requests a cancel frame may still reach.
         self._live: dict[int, list[InferenceRequest]] = {}
+        # Cancels that overtook their batch (sent ahead of time, still in the socket while
+        # the previous batch runs): (batch, index), applied when the batch is taken up.
+        self._early_cancels: set[tuple[int, int]] = set()
+        self._last_batch = -1
+        self._started_ns: dict[int, int] = {}
         context.poll_cancel = self.poll
 
     def cancel(self, header: dict[str, Any]) -> None:
         message = CancelMsg.from_header(header)
         requests = self._live.get(message.batch)
-        if requests is not None and 0 <= message.index < len(requests):
+        if requests is None:
+            if message.batch > self._last_batch:
+                self._early_cancels.add((message.batch, message.index))
+            return
+        if 0 <= message.index < len(requests):
             requests[message.index]._cancel()
 
     def poll(self) -> None:
@@ -91,6 +101,9 @@ class Executor:
         self.cancel(frame.header)
         return True
 
+    def _started(self, batch: int) -> int:
+        return self._started_ns.pop(batch, 0)
+
     def _release_if_done(self, batch: int) -> None:
         """A decoupled batch is over once execute returned and every request is final."""
         requests = self._live.get(batch)
@@ -101,8 +114,15 @@ class Executor:
 
     def handle(self, frame: Frame) -> None:
         message = ExecuteMsg.from_header(frame.header)
+        self._last_batch = max(self._last_batch, message.batch)
+        self._started_ns[message.batch] = time.monotonic_ns()
         try:
             requests = [self._request(raw, frame) for raw in message.requests]
+            if self._early_cancels:
+                for index, request in enumerate(requests):
+                    if (message.batch, index) in self._early_cancels:
+                        self._early_cancels.discard((message.batch, index))
+                        request._cancel()
             if self._decoupled:
                 for index, request in enumerate(requests):
                     request._sender = self._stream_sender(message.batch, index, request)
@@ -185,7 +205,7 @@ class Executor:
                 if request._sender is not None:
                     request._sender.execute_returned = True
             self._release_if_done(batch)
-            self._channel.send(ExecuteDoneMsg(batch).to_header())
+            self._channel.send(ExecuteDoneMsg(batch, started_ns=self._started(batch)).to_header())
             return
         self._live.pop(batch, None)
         payload = PayloadBuilder(self._shared_memory, self._threshold)
@@ -194,7 +214,9 @@ class Executor:
         except Exception as exc:
             self._fail(batch, exc)
             return
-        self._channel.send(ExecuteDoneMsg(batch, responses).to_header(), payload)
+        self._channel.send(
+            ExecuteDoneMsg(batch, responses, started_ns=self._started(batch)).to_header(), payload
+        )
 
     def _responses(
         self, requests: list[InferenceRequest], returned: Any, payload: PayloadBuilder
@@ -257,4 +279,4 @@ class Executor:
         trace = "".join(traceback.format_exception(exc)).rstrip()
         context.log_sink(_ERROR, f"{message}\n{trace}", "execution.py", 0)
         self._live.pop(batch, None)
-        self._channel.send(ExecuteDoneMsg(batch, [], message).to_header())
+        self._channel.send(ExecuteDoneMsg(batch, [], message, self._started(batch)).to_header())

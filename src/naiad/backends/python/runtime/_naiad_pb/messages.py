@@ -232,6 +232,9 @@ class ExecuteDoneMsg:
     batch: int
     responses: list[ResponseMsg] = field(default_factory=list)
     error: str | None = None
+    # CLOCK_MONOTONIC (shared by the processes of one machine) when the worker took the
+    # batch up: a batch sent ahead of time waited in the worker's socket before that.
+    started_ns: int = 0
 
     def to_header(self) -> dict[str, Any]:
         return {
@@ -239,12 +242,13 @@ class ExecuteDoneMsg:
             "batch": self.batch,
             "responses": [r.to_wire() for r in self.responses],
             "error": self.error,
+            "started_ns": self.started_ns,
         }
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> ExecuteDoneMsg:
         responses = [ResponseMsg.from_wire(r) for r in header["responses"]]
-        return cls(header["batch"], responses, header.get("error"))
+        return cls(header["batch"], responses, header.get("error"), header.get("started_ns", 0))
 
 
 @dataclass(slots=True)
