@@ -72,10 +72,11 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def initialize(self, args):
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        # The session options of Naiad's ORT backend (all cores, intra-op threads that sleep
-        # when idle), so both servers run the model alike and the difference is the serving.
+        # The session options of Naiad's ORT backend (all cores but one, intra-op threads
+        # that sleep when idle), so both servers run the model alike and the difference is
+        # the serving.
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) - 1)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -50,6 +50,7 @@ from loadgen import (
     server_point,
 )
 from naiad import __version__ as naiad_version
+from naiad.backends.onnxruntime.backend import default_intra_op_threads
 from naiad.examples import onnx_models
 from naiad_process import NaiadProcess
 
@@ -109,11 +110,12 @@ def session_with_threads(model: bytes, intra_op_threads: int) -> ort.InferenceSe
 def naiad_like_session(model: bytes) -> ort.InferenceSession:
     """The options Naiad's ORT backend picks for a 1-instance model with no parameters.
 
-    Mirrors ``naiad.backends.onnxruntime.backend._session_options``: all cores for one
-    instance, and intra-op threads that sleep instead of spinning when idle.
+    Mirrors ``naiad.backends.onnxruntime.backend._session_options``: all cores but one
+    (left to the server's event loop) for one instance, and intra-op threads that sleep
+    instead of spinning when idle.
     """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+    options.intra_op_num_threads = default_intra_op_threads(1)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -243,3 +243,16 @@ def test_fil_options() -> None:
     config.parameters["model_type"].string_value = "sklearn_pkl"
     with pytest.raises(ModelConfigError, match="unknown FIL model_type 'sklearn_pkl'"):
         FilOptions.from_config(config)
+
+
+@pytest.mark.parametrize(
+    ("cores", "instances", "threads"),
+    [(1, 1, 1), (2, 1, 1), (2, 2, 1), (8, 1, 7), (8, 2, 3), (16, 4, 3), (4, 8, 1)],
+)
+def test_ort_threads_leave_a_core_to_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, cores: int, instances: int, threads: int
+) -> None:
+    from naiad.backends.onnxruntime import backend as ort_backend
+
+    monkeypatch.setattr(ort_backend.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert ort_backend.default_intra_op_threads(instances) == threads
