@@ -19,7 +19,9 @@ from naiad.backends.python.runtime._naiad_pb.wire import (
     SHARED,
     ChannelClosed,
     Frame,
+    FrameReader,
     PayloadBuilder,
+    frame_buffers,
     memfd_supported,
 )
 
@@ -168,3 +170,43 @@ def test_messages_round_trip_through_their_header_form() -> None:
     assert messages.ExecuteDoneMsg.from_header(json.loads(json.dumps(done.to_header()))) == done
     init = messages.InitMsg(module_file="/m/1/model.py", args={"model_name": "m"})
     assert messages.InitMsg.from_header(init.to_header()) == init
+    # The hot paths read and write the wire lists by position.
+    wire = request.to_wire()
+    assert (wire[messages.R_ID], wire[messages.R_PARAMETERS], wire[messages.R_TIMEOUT]) == (
+        "id",
+        '{"a":1}',
+        5,
+    )
+    assert done.responses[1].to_wire()[messages.P_ERROR] == ["INVALID_ARG", "bad"]
+
+
+def test_frames_split_anywhere_across_reads_are_reassembled() -> None:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sender = Channel(left, _dumps, json.loads)
+    receiver = FrameReader(json.loads)
+    right.setblocking(False)
+    raw = bytearray()
+    for index in range(3):
+        builder = PayloadBuilder(shared_memory=False)
+        desc: list[Any] = ["x"]
+        builder.add(bytes([index]) * (10 + index), desc)
+        buffers = frame_buffers(_dumps({"k": "t", "i": index, "d": desc}), builder.parts, 64)
+        raw += b"".join(bytes(b) for b in buffers)
+        raw += bytes(64 - builder.size)  # the declared payload size
+    try:
+        # Cuts inside a prefix, inside a header, inside a payload, and between frames.
+        for start, end in zip((0, 5, 30, 90, 100), (5, 30, 90, 100, len(raw)), strict=True):
+            left.sendall(raw[start:end])
+            # True: the read filled what it read into, so more may be waiting.
+            while receiver.read_once(right):
+                pass
+            with pytest.raises(BlockingIOError):
+                receiver.read_once(right)
+    finally:
+        sender.close()
+        right.close()
+    frames = list(receiver.frames)
+    assert [f.header["i"] for f in frames] == [0, 1, 2]
+    assert [bytes(f.tensor_bytes(*f.header["d"][1:])) for f in frames] == [
+        bytes([i]) * (10 + i) for i in range(3)
+    ]

@@ -10,20 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from naiad.backends.base import ExecuteResult
 from naiad.backends.python.runtime._naiad_pb.messages import (
-    T_DATATYPE,
-    T_NAME,
-    T_NBYTES,
-    T_OFFSET,
-    T_SHAPE,
-    T_WHERE,
-    ExecuteDoneMsg,
-    ExecuteMsg,
+    P_ERROR,
+    P_OUTPUTS,
+    ErrorInfo,
     RequestMsg,
-    ResponseMsg,
+    execute_header,
 )
 from naiad.backends.python.runtime._naiad_pb.wire import Frame, PayloadBuilder
 from naiad.errors import ErrorCode, InternalError, error_for_code
@@ -58,18 +54,28 @@ def request_parameters(parameters: dict[str, ParameterValue]) -> str:
     return orjson.dumps(passed, default=_json_value).decode() if passed else "{}"
 
 
+def _wire_bytes(datatype: DataType, array: np.ndarray) -> bytes | memoryview:
+    """A tensor's raw bytes for the frame, without a copy when it is C-contiguous."""
+    if datatype is not DataType.BYTES:
+        try:
+            return memoryview(array).cast("B")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass  # not contiguous, a zero in the shape, or no buffer format (bfloat16)
+    return array_to_wire_bytes(datatype, array)
+
+
 def encode_batch(
     batch: int,
     requests: Sequence[InferenceRequest],
     output_names: Sequence[str],
     payload: PayloadBuilder,
 ) -> dict[str, Any]:
-    messages = []
+    wire = []
     for request in requests:
         inputs = []
         for tensor in request.inputs:
             desc: list[Any] = [tensor.name, tensor.datatype.value, list(tensor.shape)]
-            payload.add(array_to_wire_bytes(tensor.datatype, tensor.data), desc)
+            payload.add(_wire_bytes(tensor.datatype, tensor.data), desc)
             inputs.append(desc)
         requested = (
             [output.name for output in request.outputs]
@@ -77,44 +83,66 @@ def encode_batch(
             else list(output_names)
         )
         params = request.parameters
-        flags = (FLAG_SEQUENCE_START if params.get("sequence_start") else 0) | (
-            FLAG_SEQUENCE_END if params.get("sequence_end") else 0
-        )
-        correlation = params.get("sequence_id", 0)
-        timeout = params.get("timeout", 0)
-        messages.append(
-            RequestMsg(
-                request.id,
-                inputs,
-                requested,
-                request_parameters(params),
-                correlation if isinstance(correlation, int | str) else 0,
-                flags,
-                timeout if isinstance(timeout, int) else 0,
+        if params:
+            flags = (FLAG_SEQUENCE_START if params.get("sequence_start") else 0) | (
+                FLAG_SEQUENCE_END if params.get("sequence_end") else 0
             )
-        )
-    return ExecuteMsg(batch, messages).to_header()
+            correlation = params.get("sequence_id", 0)
+            timeout = params.get("timeout", 0)
+            wire.append(
+                RequestMsg(
+                    request.id,
+                    inputs,
+                    requested,
+                    request_parameters(params),
+                    correlation if isinstance(correlation, int | str) else 0,
+                    flags,
+                    timeout if isinstance(timeout, int) else 0,
+                ).to_wire()
+            )
+        else:
+            # RequestMsg's wire form (R_* positions) of a request without parameters.
+            wire.append([request.id, inputs, requested, "{}", 0, 0, 0])
+    return execute_header(batch, wire)
 
 
 def decode_results(frame: Frame, count: int) -> list[ExecuteResult]:
     """Per-request results; raises (failing the whole batch) when the batch failed."""
-    done = ExecuteDoneMsg.from_header(frame.header)
-    if done.error is not None:
-        raise InternalError(done.error)
-    if len(done.responses) != count:
-        raise InternalError(f"the python worker answered {len(done.responses)} of {count} requests")
-    return [decode_response(frame, response) for response in done.responses]
+    header = frame.header
+    error = header.get("error")
+    if error is not None:
+        raise InternalError(error)
+    responses = header["responses"]
+    if len(responses) != count:
+        raise InternalError(f"the python worker answered {len(responses)} of {count} requests")
+    return [decode_response(frame, response) for response in responses]
 
 
-def decode_response(frame: Frame, response: ResponseMsg) -> ExecuteResult:
-    """One request's outputs (views of the frame's bytes), or its error."""
-    if response.error is not None:
-        code = ErrorCode.__members__.get(response.error.code, ErrorCode.INTERNAL)
-        return error_for_code(code, response.error.message)
+# Wire name -> numpy dtype of the fixed-size types.
+_WIRE_DTYPES = {t.value: t.numpy_dtype for t in DataType if t is not DataType.BYTES}
+
+
+def decode_response(frame: Frame, response: list[Any]) -> ExecuteResult:
+    """One request's outputs (views of the frame's bytes), or its error, from a
+    ``ResponseMsg`` wire list."""
+    error = response[P_ERROR]
+    if error is not None:
+        info = ErrorInfo.from_wire(error)
+        assert info is not None
+        code = ErrorCode.__members__.get(info.code, ErrorCode.INTERNAL)
+        return error_for_code(code, info.message)
     outputs = {}
-    for desc in response.outputs:
-        data = frame.tensor_bytes(desc[T_WHERE], desc[T_OFFSET], desc[T_NBYTES])
-        outputs[desc[T_NAME]] = array_from_bytes(
-            DataType.from_wire(desc[T_DATATYPE]), desc[T_SHAPE], data
-        )
+    for name, datatype, shape, where, offset, nbytes in response[P_OUTPUTS]:
+        data = frame.tensor_bytes(where, offset, nbytes)
+        dtype = _WIRE_DTYPES.get(datatype)
+        if dtype is None:
+            outputs[name] = array_from_bytes(DataType.from_wire(datatype), shape, data)
+            continue
+        try:
+            outputs[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+        except ValueError as exc:
+            raise InternalError(
+                f"the python worker sent output '{name}' with {nbytes} bytes for shape "
+                f"{shape} of {datatype}: {exc}"
+            ) from None
     return outputs

@@ -182,10 +182,14 @@ class PythonInstance(ModelInstance):
     ) -> list[ExecuteResult]:
         if self.stacks_batches and len(requests) > 1:
             return await self._execute_stacked(requests, output_names, times)
-        worker = await self._ready_worker()
+        worker = self._worker
+        loop = self._loop
+        if self._state != READY or worker is None or worker is not self._attached or loop is None:
+            worker = await self._ready_worker()
+            loop = asyncio.get_running_loop()
+        # else: the usual case, a ready worker already on this loop (no lock, no waiting).
         if worker.channel.closed:
             raise UnavailableError(f"{self._spec.label}: lost the connection to its worker")
-        loop = asyncio.get_running_loop()
         times.compute_start_ns = now_ns()
         batch = self._next_batch
         self._next_batch += 1
@@ -277,9 +281,7 @@ class PythonInstance(ModelInstance):
     def _attach(self, worker: WorkerProcess) -> None:
         assert self._loop is not None
         worker.channel.attach(
-            self._loop,
-            lambda frame: self._on_frame(worker, frame),
-            lambda error: self._on_eof(worker),
+            self._loop, partial(self._on_frame, worker), lambda error: self._on_eof(worker)
         )
         self._attached = worker
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from naiad.backends.base import ExecuteResult
 from naiad.backends.python.codec import decode_response
-from naiad.backends.python.runtime._naiad_pb.messages import ExecuteDoneMsg, StreamResponseMsg
+from naiad.backends.python.runtime._naiad_pb.messages import ExecuteDoneMsg
 from naiad.backends.python.runtime._naiad_pb.wire import Frame
 from naiad.errors import InternalError, NaiadError
 from naiad.inference import InferenceRequest
@@ -29,18 +29,21 @@ class OpenStreams:
         self._batches[batch] = list(requests)
 
     def on_response(self, frame: Frame) -> None:
-        message = StreamResponseMsg.from_header(frame.header)
-        requests = self._batches.get(message.batch)
-        if requests is None or not 0 <= message.index < len(requests):
+        # StreamResponseMsg's header, read in place (once per streamed response).
+        header = frame.header
+        batch, index, final = header["batch"], header["index"], bool(header["final"])
+        requests = self._batches.get(batch)
+        if requests is None or not 0 <= index < len(requests):
             return  # the batch was already failed (worker gone, execute raised)
-        request = requests[message.index]
+        request = requests[index]
         if request is None:
             return
-        result = None if message.response is None else decode_response(frame, message.response)
-        if message.final:
-            self._close(message.batch, requests, message.index)
+        raw = header.get("response")
+        result = None if raw is None else decode_response(frame, raw)
+        if final:
+            self._close(batch, requests, index)
         if request.response_sink is not None:
-            request.response_sink(result, message.final)
+            request.response_sink(result, final)
 
     def execute_done(self, frame: Frame, count: int) -> list[ExecuteResult]:
         """``execute`` returned; its responses come (or came) as stream frames.

@@ -59,10 +59,25 @@ class Channel:
         loop = self._loop
         if loop is None:
             self._send_blocking(buffers, fd)
-        elif threading.get_ident() == self._loop_thread:
-            self._enqueue(buffers, fd)
-        else:
+        elif threading.get_ident() != self._loop_thread:
             loop.call_soon_threadsafe(self._enqueue, buffers, fd)
+        elif fd is None and not self._pending and not self.closed and len(buffers) <= _MAX_BUFFERS:
+            # The usual case, one small frame and an idle socket: one sendmsg, no queue.
+            try:
+                sent = self.sock.sendmsg(buffers)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._closed(exc)
+                return
+            total = len(buffers[0]) + (payload.size if payload is not None else 0)
+            if sent < total:
+                entry: list[Any] = [buffers, None]
+                _trim(entry, sent)
+                self._pending.append(entry)
+                self._flush()
+        else:
+            self._enqueue(buffers, fd)
 
     def _send_blocking(self, buffers: list[Any], fd: int | None) -> None:
         with self._lock:
@@ -115,14 +130,7 @@ class Channel:
             # The descriptor was passed with the first byte; ours is no longer needed.
             os.close(fd)
             entry[1] = None
-        index = 0
-        while index < len(buffers) and sent >= len(buffers[index]):
-            sent -= len(buffers[index])
-            index += 1
-        rest = buffers[index:]
-        if rest and sent:
-            rest[0] = memoryview(rest[0])[sent:]
-        entry[0] = rest
+        _trim(entry, sent)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -178,7 +186,8 @@ class Channel:
         """Read what the socket holds (a bounded burst); the error that ended it, if any."""
         try:
             for _ in range(_READS_PER_CALLBACK):
-                self._reader.read_once(self.sock)
+                if not self._reader.read_once(self.sock):
+                    break
         except BlockingIOError:
             pass
         except (ChannelClosed, OSError) as exc:
@@ -272,3 +281,16 @@ class Channel:
         self._pending.clear()
         self._reader.close()
         self.sock.close()
+
+
+def _trim(entry: list[Any], sent: int) -> None:
+    """Drop the first ``sent`` bytes of ``entry``'s buffers (what the socket took)."""
+    buffers = entry[0]
+    index = 0
+    while index < len(buffers) and sent >= len(buffers[index]):
+        sent -= len(buffers[index])
+        index += 1
+    rest = buffers[index:]
+    if rest and sent:
+        rest[0] = memoryview(rest[0])[sent:]
+    entry[0] = rest

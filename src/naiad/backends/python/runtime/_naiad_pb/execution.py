@@ -27,18 +27,19 @@ from .channel import Channel
 from .errors import TritonModelException
 from .messages import (
     CANCEL,
-    T_DATATYPE,
-    T_NAME,
-    T_NBYTES,
-    T_OFFSET,
-    T_SHAPE,
-    T_WHERE,
+    R_CORRELATION,
+    R_FLAGS,
+    R_ID,
+    R_INPUTS,
+    R_PARAMETERS,
+    R_REQUESTED,
+    R_TIMEOUT,
     CancelMsg,
     ErrorInfo,
     ExecuteDoneMsg,
-    ExecuteMsg,
     ResponseMsg,
-    StreamResponseMsg,
+    execute_done_header,
+    stream_response_header,
 )
 from .pb_request import InferenceRequest, InferenceResponse, InferenceResponseSender
 from .pb_tensor import Tensor
@@ -113,26 +114,28 @@ class Executor:
             self._live.pop(batch, None)
 
     def handle(self, frame: Frame) -> None:
-        message = ExecuteMsg.from_header(frame.header)
-        self._last_batch = max(self._last_batch, message.batch)
-        self._started_ns[message.batch] = time.monotonic_ns()
+        header = frame.header
+        batch: int = header["batch"]
+        if batch > self._last_batch:
+            self._last_batch = batch
+        self._started_ns[batch] = time.monotonic_ns()
         try:
-            requests = [self._request(raw, frame) for raw in message.requests]
+            requests = [self._request(raw, frame) for raw in header["requests"]]
             if self._early_cancels:
                 for index, request in enumerate(requests):
-                    if (message.batch, index) in self._early_cancels:
-                        self._early_cancels.discard((message.batch, index))
+                    if (batch, index) in self._early_cancels:
+                        self._early_cancels.discard((batch, index))
                         request._cancel()
             if self._decoupled:
                 for index, request in enumerate(requests):
-                    request._sender = self._stream_sender(message.batch, index, request)
+                    request._sender = self._stream_sender(batch, index, request)
         except Exception as exc:  # a malformed batch is a server bug; say so per batch
-            self._fail(message.batch, exc)
+            self._fail(batch, exc)
             return
-        self._live[message.batch] = requests
+        self._live[batch] = requests
         if self._execute is None:
             self._fail(
-                message.batch,
+                batch,
                 TritonModelException(
                     f"Python model '{self._model_name}' does not implement `execute` method."
                 ),
@@ -141,16 +144,16 @@ class Executor:
         try:
             returned = self._execute(requests)
         except Exception as exc:
-            self._fail(message.batch, exc)
+            self._fail(batch, exc)
             return
         if asyncio.iscoroutine(returned):
             task = asyncio.get_running_loop().create_task(
-                self._finish_async(message.batch, requests, returned)
+                self._finish_async(batch, requests, returned)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._reply(message.batch, requests, returned)
+        self._reply(batch, requests, returned)
 
     async def _finish_async(self, batch: int, requests: list[InferenceRequest], coro: Any) -> None:
         try:
@@ -160,20 +163,20 @@ class Executor:
             return
         self._reply(batch, requests, returned)
 
-    def _request(self, raw: Any, frame: Frame) -> InferenceRequest:
+    def _request(self, raw: list[Any], frame: Frame) -> InferenceRequest:
+        """A request from its ``RequestMsg`` wire list (read in place: once per request)."""
         inputs = []
-        for desc in raw.inputs:
-            data = frame.tensor_bytes(desc[T_WHERE], desc[T_OFFSET], desc[T_NBYTES])
-            array = array_from_wire(desc[T_DATATYPE], desc[T_SHAPE], data)
-            inputs.append(Tensor._wrap(desc[T_NAME], array, WIRE_TO_TYPE[desc[T_DATATYPE]]))
+        for name, datatype, shape, where, offset, nbytes in raw[R_INPUTS]:
+            array = array_from_wire(datatype, shape, frame.tensor_bytes(where, offset, nbytes))
+            inputs.append(Tensor._wrap(name, array, WIRE_TO_TYPE[datatype]))
         return InferenceRequest._incoming(
-            raw.id,
+            raw[R_ID],
             inputs,
-            raw.requested_outputs,
-            raw.parameters,
-            raw.correlation_id,
-            raw.flags,
-            raw.timeout_us,
+            raw[R_REQUESTED],
+            raw[R_PARAMETERS],
+            raw[R_CORRELATION],
+            raw[R_FLAGS],
+            raw[R_TIMEOUT],
             self._model_name,
         )
 
@@ -183,8 +186,7 @@ class Executor:
         def stream(response: InferenceResponse | None, final: bool) -> None:
             payload = PayloadBuilder(self._shared_memory, self._threshold)
             encoded = None if response is None else self._response(request, response, payload)
-            message = StreamResponseMsg(batch, index, encoded, final)
-            self._channel.send(message.to_header(), payload)
+            self._channel.send(stream_response_header(batch, index, encoded, final), payload)
             if final:
                 self._release_if_done(batch)
 
@@ -215,12 +217,13 @@ class Executor:
             self._fail(batch, exc)
             return
         self._channel.send(
-            ExecuteDoneMsg(batch, responses, started_ns=self._started(batch)).to_header(), payload
+            execute_done_header(batch, responses, None, self._started_ns.pop(batch, 0)), payload
         )
 
     def _responses(
         self, requests: list[InferenceRequest], returned: Any, payload: PayloadBuilder
-    ) -> list[ResponseMsg]:
+    ) -> list[list[Any]]:
+        """Each request's ``ResponseMsg`` wire list."""
         for request in requests:
             if request._sender is not None:
                 request._sender.execute_returned = True
@@ -240,13 +243,14 @@ class Executor:
 
     def _response(
         self, request: InferenceRequest, response: Any, payload: PayloadBuilder
-    ) -> ResponseMsg:
+    ) -> list[Any]:
+        """One request's ``ResponseMsg`` wire list; its output bytes go into ``payload``."""
         if response is None and request._sender is not None:
             response = request._sender.response
         if response is None:
             return ResponseMsg(
                 error=ErrorInfo("INTERNAL", "the model returned no response for this request")
-            )
+            ).to_wire()
         if not isinstance(response, InferenceResponse):
             raise BatchError(
                 "Expected an 'InferenceResponse' object in the execute function return list, "
@@ -254,21 +258,20 @@ class Executor:
             )
         error = response.error()
         if error is not None:
-            return ResponseMsg(error=ErrorInfo(error.code_name(), error.message()))
-        wanted = request.requested_output_names()
+            return ResponseMsg(error=ErrorInfo(error.code_name(), error.message())).to_wire()
+        wanted = request._requested
         outputs = []
         for tensor in response.output_tensors():
-            if tensor.name() not in wanted:
+            name = tensor.name()
+            if name not in wanted:
                 continue  # Triton returns only what the request asked for
             array = tensor.as_numpy()
-            desc: list[Any] = [
-                tensor.name(),
-                TYPE_TO_WIRE[tensor.triton_dtype()],
-                [int(d) for d in array.shape],
-            ]
-            payload.add(array_to_wire(tensor.triton_dtype(), array), desc)
+            dtype = tensor.triton_dtype()
+            # A numpy shape is a tuple of Python ints already.
+            desc: list[Any] = [name, TYPE_TO_WIRE[dtype], list(array.shape)]
+            payload.add(array_to_wire(dtype, array), desc)
             outputs.append(desc)
-        return ResponseMsg(outputs, None, response.parameters())
+        return [outputs, None, response.parameters()]
 
     def _fail(self, batch: int, exc: BaseException) -> None:
         detail = str(exc) if isinstance(exc, BatchError) else f"{type(exc).__name__}: {exc}"

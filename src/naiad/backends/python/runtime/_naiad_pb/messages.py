@@ -1,7 +1,9 @@
 """The typed messages between the server and a worker, and their JSON header form.
 
 Every header is a JSON object with ``"k"``, the message kind. Messages are dataclasses;
-``to_header`` / ``from_header`` are the only place their wire form is spelled out.
+their wire form is spelled out here only: ``to_header`` / ``from_header``, and for the
+per-request messages (execute, its answer, streamed responses) the ``*_header``
+functions and position constants that the hot paths use without the dataclasses.
 Tensors are described by a compact list ``[name, datatype, shape, where, offset,
 nbytes]`` (``where``: inline payload or the frame's memfd, see ``wire``).
 No pickle: a header holds only JSON values, tensor bytes are raw.
@@ -38,6 +40,10 @@ BLS_REQUEST = "bls_request"
 
 # Tensor descriptor positions.
 T_NAME, T_DATATYPE, T_SHAPE, T_WHERE, T_OFFSET, T_NBYTES = range(6)
+# Positions in the wire lists of ``RequestMsg`` and ``ResponseMsg``: the per-request hot
+# paths read and write these lists directly instead of going through the dataclasses.
+R_ID, R_INPUTS, R_REQUESTED, R_PARAMETERS, R_CORRELATION, R_FLAGS, R_TIMEOUT = range(7)
+P_OUTPUTS, P_ERROR, P_PARAMETERS = range(3)
 
 M = TypeVar("M", bound="Message")
 
@@ -201,11 +207,16 @@ class ExecuteMsg:
     requests: list[RequestMsg]
 
     def to_header(self) -> dict[str, Any]:
-        return {"k": EXECUTE, "batch": self.batch, "requests": [r.to_wire() for r in self.requests]}
+        return execute_header(self.batch, [r.to_wire() for r in self.requests])
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> ExecuteMsg:
         return cls(header["batch"], [RequestMsg.from_wire(r) for r in header["requests"]])
+
+
+def execute_header(batch: int, requests: list[list[Any]]) -> dict[str, Any]:
+    """``ExecuteMsg``'s header from requests already in wire form."""
+    return {"k": EXECUTE, "batch": batch, "requests": requests}
 
 
 @dataclass(slots=True)
@@ -237,18 +248,27 @@ class ExecuteDoneMsg:
     started_ns: int = 0
 
     def to_header(self) -> dict[str, Any]:
-        return {
-            "k": EXECUTE_DONE,
-            "batch": self.batch,
-            "responses": [r.to_wire() for r in self.responses],
-            "error": self.error,
-            "started_ns": self.started_ns,
-        }
+        return execute_done_header(
+            self.batch, [r.to_wire() for r in self.responses], self.error, self.started_ns
+        )
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> ExecuteDoneMsg:
         responses = [ResponseMsg.from_wire(r) for r in header["responses"]]
         return cls(header["batch"], responses, header.get("error"), header.get("started_ns", 0))
+
+
+def execute_done_header(
+    batch: int, responses: list[list[Any]], error: str | None, started_ns: int
+) -> dict[str, Any]:
+    """``ExecuteDoneMsg``'s header from responses already in wire form."""
+    return {
+        "k": EXECUTE_DONE,
+        "batch": batch,
+        "responses": responses,
+        "error": error,
+        "started_ns": started_ns,
+    }
 
 
 @dataclass(slots=True)
@@ -267,19 +287,26 @@ class StreamResponseMsg:
 
     def to_header(self) -> dict[str, Any]:
         response = None if self.response is None else self.response.to_wire()
-        return {
-            "k": STREAM_RESPONSE,
-            "batch": self.batch,
-            "index": self.index,
-            "response": response,
-            "final": self.final,
-        }
+        return stream_response_header(self.batch, self.index, response, self.final)
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> StreamResponseMsg:
         raw = header.get("response")
         response = None if raw is None else ResponseMsg.from_wire(raw)
         return cls(header["batch"], header["index"], response, bool(header["final"]))
+
+
+def stream_response_header(
+    batch: int, index: int, response: list[Any] | None, final: bool
+) -> dict[str, Any]:
+    """``StreamResponseMsg``'s header from a response already in wire form."""
+    return {
+        "k": STREAM_RESPONSE,
+        "batch": batch,
+        "index": index,
+        "response": response,
+        "final": final,
+    }
 
 
 @dataclass(slots=True)

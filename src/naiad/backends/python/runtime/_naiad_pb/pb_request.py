@@ -79,7 +79,7 @@ class InferenceResponse:
             raise TypeError(f"error must be a pb_utils.TritonError, found {type(error)}")
         self._output_tensors = tensors
         self._error = error
-        self._parameters = parameters_to_json(parameters)
+        self._parameters = "{}" if parameters is None else parameters_to_json(parameters)
 
     def output_tensors(self) -> list[Tensor]:
         return self._output_tensors

@@ -27,20 +27,22 @@ class Tensor:
             if array.dtype != wanted:
                 # Triton's meaning: reinterpret the bytes as that type.
                 array = array.view(wanted)
-        if array.dtype.kind == "U":
-            # Beyond Triton (which refuses np.str_): text becomes UTF-8 BYTES elements.
-            encoded = np.empty(array.shape, dtype=np.object_)
-            encoded.reshape(-1)[:] = [s.encode("utf-8") for s in array.reshape(-1)]
-            array = encoded
         number = triton_type_of(array.dtype)
         if number is None:
-            raise TritonModelException(
-                "Tensor dtype used for numpy_array is not support by Python backend. "
-                "Please use np.object_ instead."
-                if array.dtype.kind in "V"
-                else f"numpy data type {array.dtype} is not supported by the python backend"
-            )
-        if array.dtype.kind != "O" and not array.flags.c_contiguous:
+            if array.dtype.kind == "U":
+                # Beyond Triton (which refuses np.str_): text becomes UTF-8 BYTES elements.
+                encoded = np.empty(array.shape, dtype=np.object_)
+                encoded.reshape(-1)[:] = [s.encode("utf-8") for s in array.reshape(-1)]
+                array = encoded
+                number = TYPE_STRING
+            else:
+                raise TritonModelException(
+                    "Tensor dtype used for numpy_array is not support by Python backend. "
+                    "Please use np.object_ instead."
+                    if array.dtype.kind in "V"
+                    else f"numpy data type {array.dtype} is not supported by the python backend"
+                )
+        if not array.flags.c_contiguous and array.dtype.kind != "O":
             array = np.ascontiguousarray(array)
         self._name = name
         self._array = array

@@ -46,6 +46,8 @@ if BFLOAT16 is not None:
 WIRE_TO_TYPE = {wire: number for number, (wire, _) in _TYPES.items()}
 TYPE_TO_WIRE = {number: wire for number, (wire, _) in _TYPES.items()}
 _NUMPY_TO_TYPE = {dtype: number for number, (_, dtype) in _TYPES.items()}
+# Wire name -> numpy dtype of the fixed-size types (BYTES needs decoding).
+_WIRE_DTYPES = {wire: dtype for number, (wire, dtype) in _TYPES.items() if number != TYPE_STRING}
 
 # Triton's TRITON_STRING_TO_NUMPY (config names), plus BF16.
 TRITON_STRING_TO_NUMPY: dict[str, Any] = {
@@ -77,6 +79,8 @@ def numpy_dtype(triton_type: int) -> Any:
 
 def triton_type_of(dtype: Any) -> int | None:
     """The Triton type number of a numpy dtype (or scalar type); None when unsupported."""
+    if isinstance(dtype, np.dtype) and dtype.kind != "S":
+        return _NUMPY_TO_TYPE.get(dtype)
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -126,17 +130,21 @@ def deserialize_bytes(buffer: bytes | bytearray | memoryview) -> np.ndarray:
 
 def array_from_wire(datatype: str, shape: list[int], data: memoryview) -> np.ndarray:
     """An array of ``shape`` over tensor bytes from the wire (no copy unless BYTES)."""
+    dtype = _WIRE_DTYPES.get(datatype)
+    if dtype is not None:
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
     if datatype == "BYTES":
         return deserialize_bytes(data).reshape(shape)
-    number = WIRE_TO_TYPE.get(datatype)
-    if number is None:
-        raise ValueError(f"data type {datatype} is not available in this worker")
-    return np.frombuffer(data, dtype=_TYPES[number][1]).reshape(shape)
+    raise ValueError(f"data type {datatype} is not available in this worker")
 
 
 def array_to_wire(triton_type: int, array: np.ndarray) -> memoryview | bytes:
     """The raw bytes of ``array`` for the wire; a view when it is already contiguous."""
     if triton_type == TYPE_STRING:
         return serialize_bytes(array)
+    try:
+        return memoryview(array).cast("B")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass  # not contiguous, a zero in the shape, or no buffer format (bfloat16)
     flat = np.ascontiguousarray(array).reshape(-1)
     return memoryview(flat.view(np.uint8))  # type: ignore[arg-type]

@@ -95,7 +95,13 @@ class PayloadBuilder:
             self._shared.append((descriptor, data))
             self._shared_size = offset + nbytes
             return
-        descriptor.extend((INLINE, self._inline(data, nbytes), nbytes))
+        if self.size or not nbytes:
+            descriptor.extend((INLINE, self._inline(data, nbytes), nbytes))
+            return
+        # The first inline tensor (usually the only one) starts at 0: nothing to align.
+        self.parts.append(data)
+        self.size = nbytes
+        descriptor.extend((INLINE, 0, nbytes))
 
     def _inline(self, data: memoryview | bytes, nbytes: int) -> int:
         pad = _aligned(self.size) - self.size
@@ -165,18 +171,21 @@ class FrameReader:
         self._partial: tuple[dict[str, Any], bytearray, int] | None = None
         self.frames: deque[Frame] = deque()
 
-    def read_once(self, sock: socket.socket) -> None:
-        """One ``recvmsg``; raises BlockingIOError when nothing is there yet."""
+    def read_once(self, sock: socket.socket) -> bool:
+        """One ``recvmsg``; raises BlockingIOError when nothing is there yet.
+
+        Returns whether the read filled its buffer. A short read of a stream socket
+        emptied it (or stopped at a descriptor's boundary, which a level-triggered
+        poll reports again), so readers can stop without a read that only fails.
+        """
         if self._partial is not None:
             header, payload, filled = self._partial
             target = memoryview(payload)[filled:]
         else:
             target = self._stage_view
         count, ancillary, _flags, _ = sock.recvmsg_into([target], _ANCILLARY_BYTES)
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(data) - len(data) % 4
-                self._fds.extend(struct.unpack(f"<{usable // 4}i", data[:usable]))
+        if ancillary:
+            self._take_fds(ancillary)
         if count == 0:
             raise ChannelClosed("the other end closed the channel")
         if self._partial is not None:
@@ -186,34 +195,51 @@ class FrameReader:
                 self._deliver(header, payload)
             else:
                 self._partial = (header, payload, filled)
-            return
-        self._buffer += self._stage_view[:count]
-        self._parse()
-
-    def _parse(self) -> None:
+            return count == len(target)
         buffer = self._buffer
+        if buffer:
+            buffer += self._stage_view[:count]
+            del buffer[: self._parse(buffer, len(buffer))]
+        else:
+            # The usual case: whole frames straight from the stage, no staging copy.
+            used = self._parse(self._stage, count)
+            if used < count:
+                buffer += self._stage_view[used:count]
+        return count == len(target)
+
+    def _take_fds(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(data) - len(data) % 4
+                self._fds.extend(struct.unpack(f"<{usable // 4}i", data[:usable]))
+
+    def _parse(self, buffer: bytearray, end: int) -> int:
+        """Deliver the whole frames in ``buffer[:end]``; how many bytes they took.
+
+        A frame whose payload has not all arrived becomes the partial frame (its bytes
+        so far count as taken); an incomplete prefix or header is left in place.
+        """
         start = 0
-        while len(buffer) - start >= PREFIX.size:
+        while end - start >= PREFIX.size:
             header_len, payload_len = PREFIX.unpack_from(buffer, start)
             if header_len > MAX_HEADER_BYTES:
                 raise ChannelClosed(f"frame header of {header_len} bytes is too large")
             body = start + PREFIX.size
-            if len(buffer) < body + header_len:
-                break
-            # A copy, not a view: a view would pin the buffer, which is trimmed below.
-            header = self._loads(buffer[body : body + header_len])
             begin = body + header_len
-            available = len(buffer) - begin
+            if end < begin:
+                break
+            # Copies, not views: the buffer is reused (or trimmed) after this.
+            header = self._loads(buffer[body:begin])
+            available = end - begin
             if available >= payload_len:
-                self._deliver(header, bytearray(buffer[begin : begin + payload_len]))
+                self._deliver(header, buffer[begin : begin + payload_len])
                 start = begin + payload_len
                 continue
             payload = bytearray(payload_len)
-            payload[:available] = buffer[begin:]
+            payload[:available] = buffer[begin:end]
             self._partial = (header, payload, available)
-            start = len(buffer)
-            break
-        del buffer[:start]
+            return end
+        return start
 
     def _deliver(self, header: dict[str, Any], payload: bytearray) -> None:
         shared = None
