@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import datetime
 import importlib.metadata
-import os
 import platform
 import shlex
 import statistics
@@ -124,28 +123,13 @@ class ExampleServer(NaiadProcess):
     """
 
     def __init__(self, cache_home: Path, log_path: Path | None = None) -> None:
-        super().__init__(Path("unused"), log_path=log_path)
-        self.args = [a for a in self.args if not a.startswith("--model-repository")]
-        self.cache_home = cache_home
-
-    def start(self, timeout_s: float = 60.0) -> ExampleServer:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_CACHE_HOME=str(self.cache_home))
-        started = time.monotonic()
-        self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        super().__init__(
+            None,
+            log_path=log_path,
+            env={"XDG_CACHE_HOME": str(cache_home)},
+            poll_interval_s=0.005,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        while time.monotonic() < started + timeout_s:
-            if self.process.poll() is not None:
-                self._reader.join(timeout=5)
-                raise RuntimeError(f"naiad exited with {self.process.returncode}:\n{self.log}")
-            if self.http_port and self.grpc_port and self._ready():
-                self.ready_s = time.monotonic() - started
-                return self
-            time.sleep(0.005)
-        self.stop()
-        raise TimeoutError(f"naiad was not ready within {timeout_s} s:\n{self.log}")
+        self.cache_home = cache_home
 
 
 # --- (d) RSS -----------------------------------------------------------------------------------

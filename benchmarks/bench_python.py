@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,6 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
@@ -61,7 +59,7 @@ from loadgen import (
     triton_installed,
 )
 from naiad import __version__ as naiad_version
-from naiad_process import NaiadProcess
+from naiad_process import LocalServer, NaiadProcess
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "results" / "python_identity.md"
@@ -150,7 +148,7 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-class TritonProcess:
+class TritonProcess(LocalServer):
     """``tritonserver`` through the peers' ``triton.sh`` (which ``exec``s it); a context manager."""
 
     def __init__(self, repository: Path, log_path: Path, peers_dir: Path = PEERS_DIR) -> None:
@@ -162,19 +160,6 @@ class TritonProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_s: float | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def lines(self) -> list[str]:
@@ -194,7 +179,7 @@ class TritonProcess:
                 raise RuntimeError(
                     f"tritonserver exited with {self.process.returncode}:\n{log_text}"
                 )
-            if _ready(self.http_url):
+            if self._ready():
                 self.ready_s = time.monotonic() - started
                 return self
             time.sleep(0.1)
@@ -203,37 +188,6 @@ class TritonProcess:
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.pid)
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # drains, then exits 0
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def __enter__(self) -> TritonProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _ready(http_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def server_version(http_url: str) -> str:
