@@ -302,6 +302,12 @@ def array_to_wire_bytes(datatype: DataType, array: np.ndarray) -> bytes | memory
     """Raw wire bytes of an output tensor; fixed-size types are not copied when contiguous."""
     if datatype is DataType.BYTES:
         return serialize_bytes(array)
+    try:
+        # The common case, a C-contiguous array: about 0.25 us against 1.2 us for the
+        # reshaped uint8 view below.
+        return memoryview(array).cast("B")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass  # not contiguous, a zero in the shape, or no buffer format (bfloat16)
     # A uint8 view exports a plain byte buffer for every dtype (bfloat16 has no buffer format).
     return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 

@@ -54,16 +54,6 @@ def request_parameters(parameters: dict[str, ParameterValue]) -> str:
     return orjson.dumps(passed, default=_json_value).decode() if passed else "{}"
 
 
-def _wire_bytes(datatype: DataType, array: np.ndarray) -> bytes | memoryview:
-    """A tensor's raw bytes for the frame, without a copy when it is C-contiguous."""
-    if datatype is not DataType.BYTES:
-        try:
-            return memoryview(array).cast("B")  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            pass  # not contiguous, a zero in the shape, or no buffer format (bfloat16)
-    return array_to_wire_bytes(datatype, array)
-
-
 def encode_batch(
     batch: int,
     requests: Sequence[InferenceRequest],
@@ -75,7 +65,7 @@ def encode_batch(
         inputs = []
         for tensor in request.inputs:
             desc: list[Any] = [tensor.name, tensor.datatype.value, list(tensor.shape)]
-            payload.add(_wire_bytes(tensor.datatype, tensor.data), desc)
+            payload.add(array_to_wire_bytes(tensor.datatype, tensor.data), desc)
             inputs.append(desc)
         requested = (
             [output.name for output in request.outputs]
@@ -83,26 +73,27 @@ def encode_batch(
             else list(output_names)
         )
         params = request.parameters
-        if params:
+        flags, passed = 0, "{}"
+        correlation: object = 0
+        timeout: object = 0
+        if params:  # most requests carry none: skip the lookups and the JSON encoding
             flags = (FLAG_SEQUENCE_START if params.get("sequence_start") else 0) | (
                 FLAG_SEQUENCE_END if params.get("sequence_end") else 0
             )
             correlation = params.get("sequence_id", 0)
             timeout = params.get("timeout", 0)
-            wire.append(
-                RequestMsg(
-                    request.id,
-                    inputs,
-                    requested,
-                    request_parameters(params),
-                    correlation if isinstance(correlation, int | str) else 0,
-                    flags,
-                    timeout if isinstance(timeout, int) else 0,
-                ).to_wire()
-            )
-        else:
-            # RequestMsg's wire form (R_* positions) of a request without parameters.
-            wire.append([request.id, inputs, requested, "{}", 0, 0, 0])
+            passed = request_parameters(params)
+        wire.append(
+            RequestMsg(
+                request.id,
+                inputs,
+                requested,
+                passed,
+                correlation if isinstance(correlation, int | str) else 0,
+                flags,
+                timeout if isinstance(timeout, int) else 0,
+            ).to_wire()
+        )
     return execute_header(batch, wire)
 
 
