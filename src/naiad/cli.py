@@ -15,6 +15,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+# First of Naiad's imports: it sets gRPC core's environment before grpc loads.
+from naiad import grpc_environment  # noqa: F401  # isort: skip
 from naiad import __version__
 from naiad.config.settings import (
     DEFAULT_EXIT_TIMEOUT_S,
