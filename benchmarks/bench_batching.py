@@ -33,8 +33,8 @@ from bench_onnx import (
     ort_point,
     steady,
 )
-from bench_python import TritonProcess, tree_cpu_seconds
-from loadgen import Measurement, machine_busy_seconds, perf_analyzer_installed, server_point
+from bench_python import TritonProcess, server_cpu_readers
+from loadgen import Measurement, perf_analyzer_installed, server_point
 from naiad.examples import onnx_models
 from naiad_process import NaiadProcess
 
@@ -129,7 +129,7 @@ def measure_mlp(
     Each model's answer is checked against raw ORT's first. Still-disturbed points get
     their later attempt before this returns (the server must still run).
     """
-    readers = {"server": lambda: tree_cpu_seconds(server.pid), "machine": machine_busy_seconds}
+    readers = server_cpu_readers(server)
     recorder = Recorder(retries)
     points: dict[tuple[str, str], list[Measurement]] = {}
     for protocol in protocols:

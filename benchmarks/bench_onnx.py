@@ -37,6 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loadgen import (
+    LOOP,
     PEERS_DIR,
     Measurement,
     RequestFn,
@@ -298,7 +299,7 @@ def steady(measure: Callable[[], Measurement], retries: int) -> Measurement:
 
 def others_cores(point: Measurement) -> float:
     """Cores used during the window by processes that are not part of the measurement."""
-    cores = dict(point.cpu_cores)
+    cores = {name: value for name, value in point.cpu_cores.items() if name != LOOP}
     machine = cores.pop("machine", None)
     return 0.0 if machine is None else max(0.0, machine - sum(cores.values()))
 
@@ -344,10 +345,18 @@ def versions(use_perf_analyzer: bool) -> str:
 
 def cpu_text(point: Measurement) -> str:
     """``server 0.83, client 0.16, others 0.02``: "others" is the machine minus our parties."""
-    cores = {name: value for name, value in point.cpu_cores.items() if name != "machine"}
+    cores = {
+        name: value for name, value in point.cpu_cores.items() if name not in ("machine", LOOP)
+    }
     if "machine" in point.cpu_cores:
         cores["others"] = others_cores(point)
     text = ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
+    if LOOP in point.cpu_cores:
+        text = text.replace(
+            f"server {cores['server']:.2f}",
+            f"server {cores['server']:.2f} (event loop {point.cpu_cores[LOOP]:.2f})",
+            1,
+        )
     return text + (" (disturbed)" if others_cores(point) > DISTURBED_CORES else "")
 
 

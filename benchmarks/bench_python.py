@@ -48,6 +48,7 @@ from bench_onnx import (
     timed,
 )
 from loadgen import (
+    LOOP,
     PEERS_DIR,
     PEERS_SCRIPTS,
     CpuReader,
@@ -100,6 +101,29 @@ def write_repository(root: Path) -> Path:
 
 
 # --- CPU of a process tree -------------------------------------------------------------------
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread (Linux ``/proc``).
+
+    In Naiad that thread runs the event loop: both frontends and the core service, while
+    the model runs in an instance thread or a python worker. Its share of a core is what
+    caps a single process's throughput.
+    """
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_readers(server: NaiadProcess | TritonProcess) -> dict[str, CpuReader]:
+    """The CPU parties of a served point: the server's process tree, Naiad's event loop
+    (part of the server's, listed apart), and the whole machine (to flag disturbed points)."""
+    readers: dict[str, CpuReader] = {
+        "server": lambda: tree_cpu_seconds(server.pid),
+        "machine": machine_busy_seconds,
+    }
+    if isinstance(server, NaiadProcess):
+        readers[LOOP] = lambda: main_thread_cpu_seconds(server.pid)
+    return readers
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -256,10 +280,7 @@ def measure_server(
     run.ready_s = server.ready_s or 0.0
     run.version = server_version(server.http_url)
     print(f"{label} ready in {run.ready_s:.2f} s (pid {server.pid}, {run.version})", flush=True)
-    readers: dict[str, CpuReader] = {
-        "server": lambda: tree_cpu_seconds(server.pid),
-        "machine": machine_busy_seconds,
-    }
+    readers = server_cpu_readers(server)
     recorder = Recorder(plan.retries)
     for protocol in plan.protocols:
         url = server.http_url if protocol == "http" else server.grpc_url
@@ -435,7 +456,8 @@ def render(
         "",
         "CPU is in cores used on average while perf_analyzer ran (2.00 = both cores of a 2-core "
         "machine): `server` is the server's process tree (Naiad and its python worker, or "
-        "tritonserver and its `triton_python_backend_stub`), `client` perf_analyzer, `others` "
+        "tritonserver and its `triton_python_backend_stub`), of which `event loop` is Naiad's "
+        "event-loop thread, `client` perf_analyzer, `others` "
         f"every other process on the machine; above {DISTURBED_CORES} cores the point is marked "
         "(disturbed).",
         "",

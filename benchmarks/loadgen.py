@@ -27,6 +27,8 @@ PEERS_DIR = BENCH_DIR / ".work" / "peers"
 
 RequestFn = Callable[[], object]
 CpuReader = Callable[[], float]
+# The CPU party for Naiad's event-loop thread: a part of "server", listed apart.
+LOOP = "loop"
 
 
 @dataclass(slots=True)

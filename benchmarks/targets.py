@@ -16,6 +16,8 @@ class Target:
     measured: str
     # None: not measured.
     met: bool | None
+    # For a missed target, the reason in this run's own numbers (CPU per request, budgets).
+    why: str = ""
 
     @property
     def result(self) -> str:
@@ -28,8 +30,11 @@ def not_measured(name: str, reason: str) -> Target:
     return Target(name, f"not measured: {reason}", None)
 
 
-def target_table(targets: list[Target]) -> list[str]:
-    """A Markdown table: target, measured, result."""
-    lines = ["| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {t.name} | {t.measured} | {t.result} |" for t in targets]
+def target_table(targets: list[Target], why: bool = False) -> list[str]:
+    """A Markdown table: target, measured, result; with ``why``, a column for the reasons."""
+    if not why:
+        lines = ["| target | measured | result |", "|---|---|---|"]
+        return lines + [f"| {t.name} | {t.measured} | {t.result} |" for t in targets]
+    lines = ["| target | measured | result | why (this run's numbers) |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | {t.result} | {t.why or '-'} |" for t in targets]
     return lines
