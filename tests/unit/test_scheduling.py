@@ -182,6 +182,51 @@ def test_pool_removes_an_instance_only_once_its_look_ahead_drained() -> None:
     asyncio.run(scenario())
 
 
+def test_pool_serves_waiters_before_a_later_request() -> None:
+    async def scenario() -> None:
+        slot = InstanceSlot(_Instance(depth=1))
+        pool = InstancePool([slot], rate_limiter=None)
+        order: list[str] = []
+
+        async def earlier() -> None:
+            held = await pool.acquire()
+            order.append("earlier")
+            pool.release(held)
+
+        held = await pool.acquire()
+        waiting = asyncio.create_task(earlier())
+        await asyncio.sleep(0)  # it waits for the instance
+        pool.release(held)
+        # A request arriving before the waiter has run must not take the freed entry.
+        later = await pool.acquire()
+        order.append("later")
+        pool.release(later)
+        await waiting
+        assert order == ["earlier", "later"]
+
+    asyncio.run(scenario())
+
+
+def test_pool_passes_on_an_entry_whose_waiter_was_cancelled() -> None:
+    async def scenario() -> None:
+        slot = InstanceSlot(_Instance(depth=1))
+        pool = InstancePool([slot], rate_limiter=None)
+        held = await pool.acquire()
+        first = asyncio.create_task(pool.acquire())
+        second = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0)
+        pool.release(held)  # handed to ``first`` ...
+        first.cancel()  # ... which is cancelled before it runs
+        assert await asyncio.wait_for(second, 1) is slot
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # Nothing leaked: after ``second`` releases, the entry is free again.
+        pool.release(slot)
+        assert await asyncio.wait_for(pool.acquire(), 1) is slot
+
+    asyncio.run(scenario())
+
+
 def test_instance_thread_runs_work_in_order_and_survives_a_failing_item() -> None:
     thread = InstanceThread("test-instance")
     seen: list[int] = []
