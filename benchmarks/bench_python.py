@@ -60,7 +60,7 @@ from loadgen import (
     triton_installed,
 )
 from naiad import __version__ as naiad_version
-from naiad_process import LocalServer, NaiadProcess
+from naiad_process import LocalServer, NaiadProcess, stat_cpu_seconds
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "results" / "python_identity.md"
@@ -110,8 +110,7 @@ def main_thread_cpu_seconds(pid: int) -> float:
     the model runs in an instance thread or a python worker. Its share of a core is what
     caps a single process's throughput.
     """
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def server_cpu_readers(server: NaiadProcess | TritonProcess) -> dict[str, CpuReader]:

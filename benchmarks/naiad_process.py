@@ -26,6 +26,13 @@ from typing import Self
 _STARTED = re.compile(r"Started (HTTPService|GRPCInferenceService) at (?:\[[^\]]+\]|[^:]+):(\d+)")
 
 
+def stat_cpu_seconds(stat_path: Path) -> float:
+    """User + system CPU time in a ``/proc`` ``stat`` file (a process's or one thread's)."""
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    # After the ")" that ends the command name, utime and stime are fields 12 and 13.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class LocalServer:
     """A server child process listening on loopback; subclasses start it."""
 
@@ -158,9 +165,7 @@ class NaiadProcess(LocalServer):
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server has used so far (Linux ``/proc``)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # After the ")" that ends the command name, utime and stime are fields 12 and 13.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_seconds(Path(f"/proc/{self.pid}/stat"))
 
     def stop(self) -> int | None:
         if self.process is None:

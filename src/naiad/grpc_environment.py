@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from collections.abc import MutableMapping
 from pathlib import Path
 
 LEGACY_LISTENER_EXPERIMENT = "-event_engine_listener"
@@ -41,7 +42,7 @@ def installed_grpcio_version() -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def prefer_legacy_listener(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def prefer_legacy_listener(environ: MutableMapping[str, str] = os.environ) -> bool:
     """Set ``GRPC_EXPERIMENTS`` for the legacy listener where that is safe; True if set."""
     if "GRPC_EXPERIMENTS" in environ:
         return False
