@@ -108,32 +108,40 @@ def _seen(records: Path, model: str, request_id: str, deadline_s: float = 8.0) -
     raise AssertionError(f"{model} recorded nothing for {request_id} within {deadline_s} s")
 
 
+def _x(value: float) -> list[grpcclient.InferInput]:
+    tensor = grpcclient.InferInput("X", [1], "FP32")
+    tensor.set_data_from_numpy(np.full(1, value, np.float32))
+    return [tensor]
+
+
+class _Outcome:
+    """The callback of an async gRPC call: records the error it ended with (None if none)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.errors: list[Any] = []
+
+    def __call__(self, result: Any, error: Any) -> None:
+        self.errors.append(error)
+        self.done.set()
+
+
 def _still_serves(server: ServerProcess, model: str) -> None:
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        tensor = grpcclient.InferInput("X", [1], "FP32")
-        tensor.set_data_from_numpy(np.zeros(1, np.float32))
-        result = client.infer(model, [tensor], request_id="after")
+        result = client.infer(model, _x(0.0), request_id="after")
         assert result.as_numpy("Y").tolist() == [0.0]
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_grpc_cancel_reaches_the_model(server: ServerProcess, records: Path, model: str) -> None:
     request_id = f"grpc-{model}"
-    done = threading.Event()
-    outcome: list[Any] = []
-
-    def callback(result: Any, error: Any) -> None:
-        outcome.append(error)
-        done.set()
-
+    outcome = _Outcome()
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        tensor = grpcclient.InferInput("X", [1], "FP32")
-        tensor.set_data_from_numpy(np.ones(1, np.float32))
-        call = client.async_infer(model, [tensor], callback, request_id=request_id)
+        call = client.async_infer(model, _x(1.0), outcome, request_id=request_id)
         time.sleep(0.3)
         call.cancel()
-        assert done.wait(5.0)
-    assert outcome[0] is not None  # the client sees its call cancelled
+        assert outcome.done.wait(5.0)
+    assert outcome.errors[0] is not None  # the client sees its call cancelled
     _, cancelled, elapsed = _seen(records, model, request_id)
     assert cancelled == "True"  # request.is_cancelled() and sender.is_cancelled()
     assert float(elapsed) < 5.0
@@ -171,28 +179,16 @@ def test_cancel_of_a_request_waiting_behind_a_running_one(
     """A sync model's next request is handed to its worker while the last one runs; a
     cancel for it arrives before the worker takes it up and must still reach it."""
     model = "slow_sync"
-    done = threading.Event()
-    outcome: list[Any] = []
-
-    def callback(result: Any, error: Any) -> None:
-        outcome.append(error)
-        done.set()
-
+    outcome = _Outcome()
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        running, waiting = (
-            grpcclient.InferInput("X", [1], "FP32"),
-            grpcclient.InferInput("X", [1], "FP32"),
-        )
-        running.set_data_from_numpy(np.ones(1, np.float32))
-        waiting.set_data_from_numpy(np.ones(1, np.float32))
-        first = client.async_infer(model, [running], lambda *_: None, request_id="running")
+        first = client.async_infer(model, _x(1.0), lambda *_: None, request_id="running")
         time.sleep(0.3)
-        second = client.async_infer(model, [waiting], callback, request_id="waiting")
+        second = client.async_infer(model, _x(1.0), outcome, request_id="waiting")
         time.sleep(0.3)
         second.cancel()
-        assert done.wait(5.0)
+        assert outcome.done.wait(5.0)
         first.cancel()
-    assert outcome[0] is not None
+    assert outcome.errors[0] is not None
     _seen(records, model, "running")
     _, cancelled, elapsed = _seen(records, model, "waiting")
     assert cancelled == "True"
